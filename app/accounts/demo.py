@@ -1,0 +1,152 @@
+"""Development demo: one professional account with a live and a sandbox key, created on first
+start and remembered in the data directory so later runs print the same keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from app.accounts import service as accounts
+from app.accounts.models import Account, Environment, Plan
+from app.auth import service as keys
+from app.auth.models import ApiKey
+from app.auth.principal import Principal, expand_key_scopes
+from app.crypto import hash_api_key
+from app.products import service as products
+from app.products.models import Product
+
+DEMO_FILE = "demo-keys.json"
+
+# A few lots so the first `GET /v1/products` shows what the API returns; syncs add the rest.
+SAMPLE_LOTS = [
+    (
+        "123456",
+        "1921 Morgan Dollar MS65",
+        "Silver",
+        "MS65",
+        "PCGS",
+        1921,
+        None,
+        "$1",
+        "374.35",
+        "430.50",
+    ),
+    (
+        "789012",
+        "1893-S Morgan Dollar VF35",
+        "Silver",
+        "VF35",
+        "PCGS",
+        1893,
+        "S",
+        "$1",
+        "1087.00",
+        "1250.00",
+    ),
+    (
+        "345678",
+        "1924 Saint-Gaudens Double Eagle MS64",
+        "Gold",
+        "MS64",
+        "NGC",
+        1924,
+        None,
+        "$20",
+        "2410.00",
+        "2772.00",
+    ),
+    (
+        "901234",
+        "1943 Walking Liberty Half Dollar MS66",
+        "Silver",
+        "MS66",
+        "NGC",
+        1943,
+        None,
+        "50C",
+        "96.00",
+        "119.00",
+    ),
+    (
+        "567890",
+        "1937-D Buffalo Nickel MS65",
+        "Nickel",
+        "MS65",
+        "PCGS",
+        1937,
+        "D",
+        "5C",
+        "88.00",
+        "109.00",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    account_id: str
+    live_key: str
+    test_key: str
+
+
+async def ensure_demo(data_dir: Path) -> DemoCredentials:
+    path = data_dir / DEMO_FILE
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if await _still_valid(saved):
+            return DemoCredentials(saved["account_id"], saved["live_key"], saved["test_key"])
+    account = await accounts.create_account(name="Demo Coin Shop", plan=Plan.PROFESSIONAL)
+    live = await keys.create_key(account_id=account.id, mode="live", name="demo live key")
+    test = await keys.create_key(account_id=account.id, mode="test", name="demo sandbox key")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        json.dumps({"account_id": account.id, "live_key": live.secret, "test_key": test.secret})
+    )
+    os.chmod(path, 0o600)
+    await seed_sample_products(account)
+    return DemoCredentials(account.id, live.secret, test.secret)
+
+
+async def _still_valid(saved: dict[str, str]) -> bool:
+    if not await Account.exists(id=saved.get("account_id", "")):
+        return False
+    for key in (saved.get("live_key", ""), saved.get("test_key", "")):
+        if not await ApiKey.exists(key_hash=hash_api_key(key), revoked_at=None):
+            return False
+    return True
+
+
+async def seed_sample_products(account: Account) -> None:
+    for environment in (Environment.LIVE, Environment.SANDBOX):
+        actor = Principal(
+            account_id=account.id,
+            environment=environment,
+            scopes=expand_key_scopes(["write"]),
+            plan=account.plan,
+            rate_limit=accounts.effective_rate_limit(account),
+        )
+        for lot, title, metal, grade, service, year, mint, denom, cost, price in SAMPLE_LOTS:
+            if await Product.exists(account_id=account.id, environment=environment, ha_lot=lot):
+                continue
+            await products.create_product(
+                actor,
+                lot=products.LotInput(
+                    ha_lot=lot,
+                    title=title,
+                    metal=metal,
+                    grade=grade,
+                    service=service,
+                    year=year,
+                    mint=mint,
+                    denomination=denom,
+                    cost=Decimal(cost),
+                    price=Decimal(price),
+                    images=[
+                        f"https://images.syncauction.example/lots/{lot}/obverse.jpg",
+                        f"https://images.syncauction.example/lots/{lot}/reverse.jpg",
+                    ],
+                ),
+            )

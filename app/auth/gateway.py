@@ -1,0 +1,230 @@
+"""The API gateway in front of `/v1` and `/graphql`: request ids, body size limit, bearer-key
+authentication and per-plan rate limits, as one pure ASGI middleware.
+
+Every response of either API carries `X-Request-Id` and the `X-RateLimit-*` headers. The
+principal lands in `scope["state"]["principal"]`, where the REST handler and the GraphQL
+context read it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import orjson
+
+from app.auth.service import authenticate_api_key
+from app.config import Settings
+from app.errors import AuthenticationFailed, DomainError, PayloadTooLarge, RateLimited
+from app.logging import request_id_var
+from app.metrics import Metrics
+from app.ratelimit import RateLimiter, RateLimitResult
+
+logger = logging.getLogger("syncauction.http")
+
+Scope = dict[str, Any]
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REALM = 'Bearer realm="SyncAuction"'
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def json_error_body(error: DomainError, *, graphql: bool) -> bytes:
+    if graphql:
+        return orjson.dumps(
+            {
+                "data": None,
+                "errors": [{"message": error.message, "extensions": {"code": error.code}}],
+            }
+        )
+    return orjson.dumps({"error": error.to_dict()})
+
+
+class ApiGateway:
+    def __init__(
+        self, app: Any, *, settings: Settings, limiter: RateLimiter | None, metrics: Metrics
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.settings = settings
+        self.limiter = limiter if settings.rate_limit_enabled else None
+        self.max_body = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        is_graphql = path == "/graphql" or path.startswith("/graphql/")
+        if not (is_graphql or path == "/v1" or path.startswith("/v1/")):
+            await self._with_request_id(scope, receive, send, [])
+            return
+
+        extra_headers: list[tuple[bytes, bytes]] = []
+        headers = _headers(scope)
+        state = scope.setdefault("state", {})
+        principal = None
+        error: DomainError | None = None
+        www_authenticate: str | None = None
+
+        needs_auth = not (
+            path == "/v1/openapi.json" or (is_graphql and _is_ide_request(scope, headers))
+        )
+        authorization = headers.get("authorization")
+        if needs_auth:
+            try:
+                principal = await self._authenticate(authorization)
+            except AuthenticationFailed as exc:
+                error = exc
+                www_authenticate = (
+                    REALM if authorization is None else f'{REALM}, error="invalid_token"'
+                )
+        state["principal"] = principal
+
+        if self.limiter is not None:
+            if principal is not None:
+                key, limit = (
+                    f"acct:{principal.account_id}:{principal.environment}",
+                    principal.rate_limit,
+                )
+            else:
+                key, limit = f"ip:{_client_ip(scope)}", self.settings.unauthenticated_rate_limit
+            result: RateLimitResult = await self.limiter.hit(key, limit)
+            extra_headers += result.headers()
+            if not result.allowed and error is None:
+                error = RateLimited(
+                    f"Rate limit of {limit} requests per minute exceeded; retry in "
+                    f"{result.retry_after} s.",
+                    retry_after=result.retry_after,
+                )
+
+        if error is None:
+            declared = headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+                error = PayloadTooLarge(
+                    f"Request bodies are limited to {self.max_body} bytes.",
+                    code="payload_too_large",
+                )
+
+        if error is not None:
+            if www_authenticate:
+                extra_headers.append((b"www-authenticate", www_authenticate.encode()))
+            await self._with_request_id(
+                scope, receive, send, extra_headers, error=error, graphql=is_graphql
+            )
+            return
+        await self._with_request_id(scope, receive, send, extra_headers, graphql=is_graphql)
+
+    async def _authenticate(self, authorization: str | None):  # type: ignore[no-untyped-def]
+        if not authorization:
+            raise AuthenticationFailed(
+                "No API key provided. Send `Authorization: Bearer <key>`.", code="missing_api_key"
+            )
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationFailed(
+                "Malformed Authorization header; expected `Bearer <key>`.", code="invalid_api_key"
+            )
+        return await authenticate_api_key(token.strip())
+
+    async def _with_request_id(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        extra_headers: list[tuple[bytes, bytes]],
+        *,
+        error: DomainError | None = None,
+        graphql: bool = False,
+    ) -> None:
+        incoming = _headers(scope).get("x-request-id")
+        request_id = (
+            incoming
+            if incoming and _REQUEST_ID_RE.match(incoming)
+            else f"req_{secrets.token_hex(12)}"
+        )
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        extra_headers = [*extra_headers, (b"x-request-id", request_id.encode())]
+        started = time.perf_counter()
+        status_holder = {"status": 500, "started": False}
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                names = {name for name, _ in extra_headers}
+                message["headers"] = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() not in names
+                ] + extra_headers
+            await send(message)
+
+        received = 0
+
+        async def receive_wrapper() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            if error is not None:
+                await _send_error(send_wrapper, error, graphql=graphql)
+            else:
+                try:
+                    await self.app(scope, receive_wrapper, send_wrapper)
+                except _BodyTooLarge:
+                    if status_holder["started"]:
+                        raise
+                    await _send_error(
+                        send_wrapper,
+                        PayloadTooLarge(f"Request bodies are limited to {self.max_body} bytes."),
+                        graphql=graphql,
+                    )
+        finally:
+            elapsed = time.perf_counter() - started
+            duration_ms = round(elapsed * 1000, 2)
+            self.metrics.observe(scope["method"], scope["path"], status_holder["status"], elapsed)
+            logger.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status_holder["status"],
+                extra={"status": status_holder["status"], "duration_ms": duration_ms},
+            )
+            request_id_var.reset(token)
+
+
+async def _send_error(send: Any, error: DomainError, *, graphql: bool) -> None:
+    body = json_error_body(error, graphql=graphql)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(error, RateLimited):
+        headers.append((b"retry-after", str(error.retry_after).encode()))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _is_ide_request(scope: Scope, headers: dict[str, str]) -> bool:
+    """The GraphiQL page itself (a browser GET for HTML) needs no key; queries do."""
+    return (
+        scope["method"] == "GET"
+        and "text/html" in headers.get("accept", "")
+        and not scope.get("query_string")
+    )

@@ -1,0 +1,320 @@
+"""`syncauction` command line: serve, worker, migrate, accounts, keys, stores.
+
+With `--json`, a command prints one JSON object as its last line; errors go to stderr with a
+non-zero exit status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from app import db, runtime
+from app.config import Settings, get_settings
+from app.errors import DomainError, from_validation_error
+
+
+class CliError(Exception):
+    pass
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        raise CliError(
+            f"invalid configuration: {exc.errors(include_url=False)[0]['msg']}"
+        ) from None
+
+
+async def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
+    runtime.install(settings)
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.should_migrate_at_startup:
+        await db.migrate(settings.resolved_database_url)
+    await db.init_orm(settings.resolved_database_url)
+    try:
+        return await work()
+    finally:
+        await db.close_orm()
+
+
+def _emit(args: argparse.Namespace, human: str, payload: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(human)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    try:
+        settings = get_settings(**overrides)
+    except ValidationError as exc:
+        raise CliError(
+            f"invalid configuration: {exc.errors(include_url=False)[0]['msg']}"
+        ) from None
+    from app.main import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=20,
+        proxy_headers=True,
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = _settings()
+    if not settings.redis_url:
+        raise CliError(
+            "the worker needs Redis: set SYNCAUCTION_REDIS_URL (in embedded mode the API process "
+            "runs jobs itself)"
+        )
+    from arq.worker import Worker
+
+    from workers.settings import worker_settings
+
+    async def run() -> None:
+        worker = Worker(**worker_settings(settings), burst=args.burst)
+        await worker.async_run()
+        await worker.close()
+
+    asyncio.run(run())
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(db.migrate(settings.resolved_database_url))
+    _emit(args, "migrations applied", {"migrated": True})
+
+
+def cmd_accounts_create(args: argparse.Namespace) -> None:
+    from app.accounts import service
+
+    async def work() -> Any:
+        return await service.create_account(
+            name=args.name, plan=args.plan, rate_limit=args.rate_limit
+        )
+
+    account = asyncio.run(_with_db(_settings(), work))
+    _emit(
+        args,
+        f"created account {account.id} ({account.plan.value})",
+        {"id": account.id, "name": account.name, "plan": account.plan.value},
+    )
+
+
+def cmd_accounts_list(args: argparse.Namespace) -> None:
+    from app.accounts import service
+
+    rows = asyncio.run(_with_db(_settings(), service.list_accounts))
+    data = [
+        {
+            "id": a.id,
+            "name": a.name,
+            "plan": a.plan.value,
+            "rate_limit": service.effective_rate_limit(a),
+        }
+        for a in rows
+    ]
+    human = "\n".join(
+        f"{a['id']}  {a['plan']:<12}  {a['rate_limit']:>6}/min  {a['name']}" for a in data
+    )
+    _emit(args, human or "no accounts", {"accounts": data})
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    from app.auth import service
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()] if args.scopes else None
+
+    async def work() -> Any:
+        return await service.create_key(
+            account_id=args.account, mode=args.mode, scopes=scopes, name=args.name or ""
+        )
+
+    created = asyncio.run(_with_db(_settings(), work))
+    key = created.api_key
+    _emit(
+        args,
+        f"created {key.id} with scopes {','.join(key.scopes)}; "
+        f"store it now, it is not shown again:\n{created.secret}",
+        {
+            "id": key.id,
+            "key": created.secret,
+            "scopes": key.scopes,
+            "environment": str(key.environment),
+        },
+    )
+
+
+def cmd_keys_list(args: argparse.Namespace) -> None:
+    from app.auth import service
+
+    async def work() -> Any:
+        return await service.list_keys(account_id=args.account)
+
+    rows = asyncio.run(_with_db(_settings(), work))
+    data = [
+        {
+            "id": k.id,
+            "account": k.account_id,
+            "environment": str(k.environment),
+            "key": f"{k.prefix}…{k.last4}",
+            "scopes": k.scopes,
+            "revoked": k.revoked_at is not None,
+            "last_used_at": k.last_used_at.isoformat() if k.last_used_at else None,
+        }
+        for k in rows
+    ]
+    human = "\n".join(
+        f"{k['id']}  {k['account']}  {k['key']}  {','.join(k['scopes'])}"
+        f"{'  revoked' if k['revoked'] else ''}"
+        for k in data
+    )
+    _emit(args, human or "no keys", {"keys": data})
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> None:
+    from app.auth import service
+
+    async def work() -> Any:
+        return await service.revoke_key(args.key_id)
+
+    key = asyncio.run(_with_db(_settings(), work))
+    _emit(args, f"revoked {key.id}", {"id": key.id, "revoked": True})
+
+
+def cmd_stores_create(args: argparse.Namespace) -> None:
+    from app.accounts import service as accounts
+    from app.accounts.models import Environment
+    from app.auth.principal import Principal, expand_key_scopes
+    from app.stores import service
+
+    credentials: dict[str, str] = {}
+    if args.platform == "woocommerce":
+        credentials = {
+            "consumer_key": args.consumer_key or "",
+            "consumer_secret": args.consumer_secret or "",
+        }
+    else:
+        credentials = {"access_token": args.access_token or ""}
+
+    async def work() -> Any:
+        account = await accounts.get_account(args.account)
+        actor = Principal(
+            account_id=account.id,
+            environment=Environment.SANDBOX if args.mode == "test" else Environment.LIVE,
+            scopes=expand_key_scopes(["write"]),
+            plan=account.plan,
+            rate_limit=accounts.effective_rate_limit(account),
+        )
+        try:
+            data = service.StoreCreate(
+                name=args.name, platform=args.platform, url=args.url, credentials=credentials
+            )
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        return await service.create_store(actor, data=data)
+
+    store = asyncio.run(_with_db(_settings(), work))
+    _emit(
+        args,
+        f"created store {store.id} ({store.platform.value}) {store.url}",
+        {"id": store.id, "platform": store.platform.value, "url": store.url},
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncauction", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", help="print one JSON object as the last line"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the API server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", parents=[common], help="run an arq worker (needs Redis)")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("migrate", parents=[common], help="apply database migrations").set_defaults(
+        func=cmd_migrate
+    )
+
+    accounts = sub.add_parser("accounts", help="manage accounts").add_subparsers(
+        dest="sub", required=True
+    )
+    create = accounts.add_parser("create", parents=[common])
+    create.add_argument("--name", required=True)
+    create.add_argument("--plan", required=True, choices=["starter", "professional", "enterprise"])
+    create.add_argument("--rate-limit", type=int, help="requests/minute (enterprise)")
+    create.set_defaults(func=cmd_accounts_create)
+    accounts.add_parser("list", parents=[common]).set_defaults(func=cmd_accounts_list)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="sub", required=True)
+    kcreate = keys.add_parser("create", parents=[common])
+    kcreate.add_argument("--account", required=True)
+    kcreate.add_argument("--mode", required=True, choices=["live", "test"])
+    kcreate.add_argument("--scopes", help="read or read,write (default: what the plan allows)")
+    kcreate.add_argument("--name")
+    kcreate.set_defaults(func=cmd_keys_create)
+    klist = keys.add_parser("list", parents=[common])
+    klist.add_argument("--account")
+    klist.set_defaults(func=cmd_keys_list)
+    krevoke = keys.add_parser("revoke", parents=[common])
+    krevoke.add_argument("key_id")
+    krevoke.set_defaults(func=cmd_keys_revoke)
+
+    stores = sub.add_parser("stores", help="manage stores").add_subparsers(
+        dest="sub", required=True
+    )
+    screate = stores.add_parser("create", parents=[common])
+    screate.add_argument("--account", required=True)
+    screate.add_argument("--platform", required=True, choices=["woocommerce", "shopify"])
+    screate.add_argument("--name", required=True)
+    screate.add_argument("--url", required=True)
+    screate.add_argument("--mode", choices=["live", "test"], default="live")
+    screate.add_argument("--consumer-key")
+    screate.add_argument("--consumer-secret")
+    screate.add_argument("--access-token")
+    screate.set_defaults(func=cmd_stores_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, DomainError) as exc:
+        message = exc.message if isinstance(exc, DomainError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

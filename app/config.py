@@ -1,0 +1,90 @@
+"""Settings, read from `SYNCAUCTION_*` environment variables.
+
+Built once by `get_settings()` and passed explicitly to `create_app()`, the worker and the CLI;
+nothing reads the environment at import time, so tests pass their own `Settings(...)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to `SYNCAUCTION_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNCAUCTION_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None, description="Tortoise URL; unset means a SQLite file in DATA_DIR."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Unset = embedded mode (in-process jobs, bus, rate limits)."
+    )
+    secret_key: str = DEFAULT_SECRET_KEY
+    allow_private_webhook_targets: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    rate_limit_enabled: bool = True
+    unauthenticated_rate_limit: int = Field(default=60, ge=1, description="Requests/min per IP.")
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    log_json: bool = True
+    auto_migrate: bool | None = Field(
+        default=None, description="Migrate at start-up; default: only in embedded mode."
+    )
+    demo: bool | None = Field(
+        default=None, description="Create the demo account at start-up; default: development."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.env != "development" and self.secret_key == DEFAULT_SECRET_KEY:
+            raise ValueError(
+                "SYNCAUCTION_SECRET_KEY is left at its default; set a random value "
+                "(for example `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
+                "outside development"
+            )
+        if self.env != "development" and len(self.secret_key) < 32:
+            raise ValueError("SYNCAUCTION_SECRET_KEY must be at least 32 characters in production")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: jobs, events and limits stay in this process."""
+        return self.redis_url is None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{(self.data_dir / 'syncauction.sqlite3').resolve()}"
+
+    @property
+    def should_migrate_at_startup(self) -> bool:
+        return self.embedded if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def should_create_demo(self) -> bool:
+        return self.is_development if self.demo is None else self.demo
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, with explicit overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""Database configuration and lifecycle (Tortoise ORM with its built-in migrations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import Tortoise
+
+MODEL_MODULES = [
+    "app.accounts.models",
+    "app.auth.models",
+    "app.products.models",
+    "app.stores.models",
+    "app.events.models",
+]
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            "models": {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# For `tortoise makemigrations` (pyproject [tool.tortoise]); the URL only has to parse.
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")
+
+
+async def migrate(database_url: str) -> None:
+    """Apply every pending migration, then leave the ORM closed."""
+    from tortoise.migrations.api import migrate as run_migrations
+
+    try:
+        await run_migrations(config=tortoise_config(database_url))
+    finally:
+        await close_orm()
+
+
+async def init_orm(database_url: str) -> None:
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def close_orm() -> None:
+    """Close connections and forget the model registry, so a later `init_orm` in the same
+    process may point at another database (tests, CLI commands)."""
+    from tortoise.backends.base.executor import EXECUTOR_CACHE
+
+    await Tortoise.close_connections()
+    await Tortoise._reset_apps()
+    # Prepared INSERT/UPDATE statements are cached per connection *name*: a later init with
+    # another dialect under the same name would reuse SQLite's `?` placeholders on PostgreSQL.
+    EXECUTOR_CACHE.clear()

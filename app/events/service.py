@@ -1,0 +1,94 @@
+"""The outbox: `emit()` writes an Event row inside the caller's transaction; once that
+transaction commits, `atomic()` publishes the events on the bus. An event whose publication
+failed (or whose process died after commit) stays unpublished and the sweeper job sends it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from app.events.bus import get_bus
+from app.events.models import Event
+from app.events.types import EventType
+from app.ids import new_id
+
+logger = logging.getLogger("syncauction.events")
+
+
+class Transaction:
+    """A database transaction that remembers the events to publish after commit."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.events: list[Event] = []
+
+
+@contextlib.asynccontextmanager
+async def atomic() -> AsyncIterator[Transaction]:
+    async with in_transaction() as connection:
+        tx = Transaction(connection)
+        yield tx
+    if tx.events:
+        await publish_events(tx.events)
+
+
+async def emit(
+    tx: Transaction, *, account_id: str, environment: str, type: EventType, data: dict[str, Any]
+) -> Event:
+    """Record an event in `tx`; it is published only if `tx` commits."""
+    event = Event(
+        id=new_id("evt"), account_id=account_id, environment=environment, type=type.value, data=data
+    )
+    await event.save(using_db=tx.connection)
+    tx.events.append(event)
+    return event
+
+
+def event_message(event: Event) -> dict[str, Any]:
+    """The bus message; `event`, `timestamp` and `data` are exactly the webhook payload."""
+    return {
+        "id": event.id,
+        "event": event.type,
+        "timestamp": format_timestamp(event.created_at),
+        "data": event.data,
+        "account_id": event.account_id,
+        "environment": str(event.environment),
+    }
+
+
+def format_timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def publish_events(events: list[Event]) -> int:
+    """Publish committed events and mark them; failures are left for the sweeper."""
+    bus = get_bus()
+    if bus is None:
+        return 0
+    published: list[str] = []
+    for event in events:
+        try:
+            await bus.publish(event_message(event))
+        except Exception:
+            logger.exception("publishing %s failed; the sweeper will retry", event.id)
+            continue
+        published.append(event.id)
+    if published:
+        await Event.filter(id__in=published).update(published_at=datetime.now(UTC))
+    return len(published)
+
+
+async def publish_pending_events(*, older_than_seconds: float = 5.0, batch: int = 500) -> int:
+    """Sweeper: publish events committed but never published (e.g. the process died)."""
+    cutoff = datetime.now(UTC).timestamp() - older_than_seconds
+    pending = (
+        await Event.filter(published_at=None, created_at__lt=datetime.fromtimestamp(cutoff, UTC))
+        .order_by("id")
+        .limit(batch)
+    )
+    return await publish_events(list(pending))

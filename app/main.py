@@ -1,0 +1,254 @@
+"""The ASGI application: `create_app(settings)` wires the REST `/v1` table, GraphQL, docs and
+operations endpoints behind the API gateway, with one lifespan that opens and closes the
+database, the event bus, the job queue and the rate limiter."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from openapi_ui_bundles.swagger_ui import static_path as swagger_static
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from tortoise import connections
+
+from app import db, runtime
+from app.accounts.demo import ensure_demo
+from app.auth.gateway import ApiGateway
+from app.auth.service import authenticate_api_key
+from app.config import Settings, get_settings
+from app.errors import AuthenticationFailed, DomainError, NotFound
+from app.events.bus import make_bus, set_bus
+from app.jobs import ArqQueue
+from app.logging import configure_logging
+from app.metrics import Metrics
+from app.ratelimit import RateLimiter
+from rest_compat.handler import MethodNotAllowed, starlette_routes
+from rest_compat.openapi import build_openapi
+from rest_compat.table import ROUTES
+from rest_compat.table import Route as TableRoute
+from schema.root import build_schema, format_error
+
+logger = logging.getLogger("syncauction")
+
+
+def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code, headers, media_type="application/json")
+
+
+class GraphQLApp(GraphQL):
+    """Strawberry's ASGI view with our principal in the context and coded errors."""
+
+    async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
+        principal = (
+            getattr(request.state, "principal", None) if request.scope["type"] == "http" else None
+        )
+        return {"request": request, "response": response, "principal": principal}
+
+    async def process_result(self, request: Any, result: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            data["errors"] = [format_error(error) for error in result.errors]
+        return data
+
+    async def on_ws_connect(self, context: dict[str, Any]) -> Any:
+        params = context.get("connection_params") or {}
+        authorization = params.get("authorization") or params.get("Authorization") or ""
+        scheme, _, token = str(authorization).partition(" ")
+        try:
+            if scheme.lower() != "bearer":
+                raise AuthenticationFailed(
+                    'Send {"authorization": "Bearer <key>"} in connection_init.'
+                )
+            context["principal"] = await authenticate_api_key(token.strip())
+        except AuthenticationFailed as exc:
+            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
+        return None
+
+
+SWAGGER_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>SyncAuction API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/v1/openapi.json", dom_id: "#swagger-ui"});</script>
+</body></html>"""
+
+
+def create_app(
+    settings: Settings | None = None, *, extra_routes: list[TableRoute] | None = None
+) -> Starlette:
+    """Build the application. `extra_routes` lets tests add rows to the `/v1` table."""
+    settings = settings or get_settings()
+    table = [*ROUTES, *(extra_routes or [])]
+    metrics = Metrics()
+    limiter = RateLimiter(settings.redis_url) if settings.rate_limit_enabled else None
+    openapi = orjson.dumps(build_openapi(table, server_url=settings.base_url))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_logging(settings)
+        rt = runtime.install(settings)
+        if not settings.database_url:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.should_migrate_at_startup:
+            await db.migrate(settings.resolved_database_url)
+        await db.init_orm(settings.resolved_database_url)
+        rt.bus = make_bus(settings.redis_url)
+        await rt.bus.start()
+        set_bus(rt.bus)
+        runner = None
+        if settings.redis_url:
+            rt.jobs = await ArqQueue.connect(settings.redis_url)
+        else:
+            from workers.runner import EmbeddedRunner
+
+            runner = EmbeddedRunner()
+            await runner.start()
+            rt.jobs = runner.queue
+        app.state.runtime = rt
+        if settings.should_create_demo:
+            demo = await ensure_demo(settings.data_dir)
+            app.state.demo = demo
+            _print_banner(settings, demo)
+        logger.info("started", extra={"mode": "embedded" if settings.embedded else "distributed"})
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.close()
+            elif rt.jobs is not None:
+                await rt.jobs.close()
+            await rt.bus.close()
+            set_bus(None)
+            await db.close_orm()
+            logger.info("stopped")
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await connections.get("default").execute_query("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"error: {type(exc).__name__}"
+        if settings.redis_url:
+            try:
+                from redis.asyncio import Redis
+
+                client = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+                try:
+                    await client.ping()
+                finally:
+                    await client.aclose()
+                checks["redis"] = "ok"
+            except Exception as exc:
+                checks["redis"] = f"error: {type(exc).__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return _json(
+            {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+        )
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def openapi_endpoint(request: Request) -> Response:
+        return Response(openapi, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(SWAGGER_HTML)
+
+    graphql_app = GraphQLApp(
+        build_schema(),
+        graphql_ide="graphiql" if settings.is_development else None,
+        allow_queries_via_get=True,
+    )
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        Route("/docs", docs),
+        Mount("/docs/static", StaticFiles(directory=str(swagger_static)), name="docs-static"),
+        Route("/v1/openapi.json", openapi_endpoint),
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_app),
+        *starlette_routes(table),
+    ]
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        headers = {}
+        if isinstance(exc, MethodNotAllowed):
+            headers["allow"] = ", ".join(exc.allowed)
+        return _json({"error": exc.to_dict()}, exc.status_code, headers)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            error: DomainError = NotFound(
+                f"Unrecognized request URL ({request.method} {request.url.path}).",
+                code="unknown_route",
+            )
+        elif exc.status_code == 405:
+            error = MethodNotAllowed([])
+            error.message = f"Method {request.method} is not allowed on {request.url.path}."
+        else:
+            error = DomainError(str(exc.detail))
+            error.status_code = exc.status_code
+        return _json({"error": error.to_dict()}, error.status_code, dict(exc.headers or {}))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error", exc_info=exc)
+        body = {
+            "error": {
+                "type": "server",
+                "code": "internal_error",
+                "message": "Something went wrong on our side; it has been logged.",
+                "param": None,
+            }
+        }
+        return _json(body, 500)
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            DomainError: domain_error,
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.limiter = limiter
+    return ApiGateway(app, settings=settings, limiter=limiter, metrics=metrics)  # type: ignore[return-value]
+
+
+def _print_banner(settings: Settings, demo: Any) -> None:
+    base = settings.base_url
+    lines = [
+        "",
+        "SyncAuction is running (development mode).",
+        f"  API:          {base}/v1/products",
+        f"  GraphQL IDE:  {base}/graphql",
+        f"  API docs:     {base}/docs",
+        f"  Demo account: {demo.account_id} (professional)",
+        f"  Live key:     {demo.live_key}",
+        f"  Sandbox key:  {demo.test_key}",
+        "",
+        f'  curl -H "Authorization: Bearer {demo.live_key}" {base}/v1/products',
+        "",
+    ]
+    print("\n".join(lines), flush=True)

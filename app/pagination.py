@@ -1,0 +1,63 @@
+"""Cursor pagination shared by every list: newest first, stable (ids are time-ordered)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import InvalidInput
+
+T = TypeVar("T")
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 25
+
+
+class PageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="1–100, default 25.")
+    cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: str) -> str:
+    return base64.urlsafe_b64encode(f"v1:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, prefix: str) -> str:
+    """Return the id a cursor points after; 400 `invalid_cursor` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raw = ""
+    version, _, last_id = raw.partition(":")
+    if version != "v1" or not last_id.startswith(f"{prefix}_") or len(last_id) > 40:
+        raise InvalidInput(
+            "The cursor is invalid or expired.", code="invalid_cursor", param="cursor"
+        )
+    return last_id
+
+
+async def paginate(queryset, params: PageParams, *, prefix: str) -> Page:  # type: ignore[no-untyped-def]
+    """Apply the cursor and limit to a Tortoise queryset ordered newest first."""
+    if params.cursor:
+        queryset = queryset.filter(id__lt=decode_cursor(params.cursor, prefix=prefix))
+    rows = await queryset.order_by("-id").limit(params.limit + 1)
+    has_more = len(rows) > params.limit
+    items = rows[: params.limit]
+    return Page(
+        items=items,
+        has_more=has_more,
+        next_cursor=encode_cursor(items[-1].id) if has_more else None,
+    )

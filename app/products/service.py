@@ -1,0 +1,203 @@
+"""Products: the merchant's view of auction-house lots."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from app.auth.principal import Principal
+from app.errors import InvalidInput, NotFound
+from app.events.service import atomic, emit
+from app.events.types import EventType
+from app.ids import is_valid_id, new_id
+from app.pagination import Page, PageParams, paginate
+from app.products.models import Product, ProductStatus
+
+Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class ProductFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: ProductStatus | None = Field(default=None, description="Only this status.")
+    metal: str | None = Field(default=None, max_length=20, description="e.g. `Silver`, `Gold`.")
+    service: str | None = Field(default=None, max_length=20, description="`PCGS`, `NGC`, …")
+    grade: str | None = Field(default=None, max_length=20, description="e.g. `MS65`.")
+    ha_lot: str | None = Field(default=None, max_length=40, description="Auction-house lot number.")
+    search: str | None = Field(
+        default=None, min_length=1, max_length=100, description="Title contains (any case)."
+    )
+
+
+class ProductChanges(BaseModel):
+    """Fields a merchant may change. A `price` locks the price against syncs; `null` releases
+    the lock (the next sync prices the product with the rules again)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+        | None
+    ) = None
+    description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    price: Money | None = None
+    status: ProductStatus | None = None
+    tags: Annotated[list[Tag], Field(max_length=50)] | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _merchant_status(cls, value: ProductStatus | None) -> ProductStatus | None:
+        if value is ProductStatus.SOLD:
+            raise ValueError("`sold` is set by the sync when a lot sells")
+        return value
+
+    @field_validator("title", "description", "status", "tags")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+class LotInput(BaseModel):
+    """A lot as the auction house describes it (the sync engine's input)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ha_lot: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z-]{1,40}$")]
+    title: str
+    cost: Money
+    price: Money
+    description: str = ""
+    metal: str | None = None
+    grade: str | None = None
+    service: str | None = None
+    year: int | None = None
+    mint: str | None = None
+    denomination: str | None = None
+    images: list[str] = Field(default_factory=list)
+
+
+def _tenant_products(actor: Principal):  # type: ignore[no-untyped-def]
+    return Product.filter(account_id=actor.account_id, environment=actor.environment)
+
+
+async def list_products(
+    actor: Principal, *, page: PageParams, filters: ProductFilters | None = None
+) -> Page[Product]:
+    """The caller's products, newest first."""
+    actor.require("products:read")
+    query = _tenant_products(actor)
+    if filters is not None:
+        for name in ("status", "metal", "service", "grade", "ha_lot"):
+            value = getattr(filters, name)
+            if value is not None:
+                query = query.filter(**{name: value})
+        if filters.search:
+            query = query.filter(title__icontains=filters.search)
+    return await paginate(query, page, prefix="prod")
+
+
+async def get_product(actor: Principal, product_id: str) -> Product:
+    """One product; another account's id is a 404 like a missing one."""
+    actor.require("products:read")
+    return await _load(actor, product_id)
+
+
+async def _load(actor: Principal, product_id: str, *, connection: Any = None) -> Product:
+    product = None
+    if is_valid_id(product_id, "prod"):
+        query = _tenant_products(actor).filter(id=product_id)
+        if connection is not None:
+            query = query.using_db(connection).select_for_update()
+        product = await query.first()
+    if product is None:
+        raise NotFound(f"No such product: {product_id}", param="id")
+    return product
+
+
+async def update_product(actor: Principal, product_id: str, *, changes: ProductChanges) -> Product:
+    """Apply a merchant's edits; emits `product.updated` when anything changed."""
+    actor.require("products:write")
+    provided = changes.model_dump(exclude_unset=True)
+    async with atomic() as tx:
+        product = await _load(actor, product_id, connection=tx.connection)
+        changed: list[str] = []
+        for name in ("title", "description", "status", "tags"):
+            if name in provided and getattr(product, name) != provided[name]:
+                setattr(product, name, provided[name])
+                changed.append(name)
+        if "price" in provided:
+            price = provided["price"]
+            if price is None:
+                if product.manual_price is not None:
+                    product.manual_price = None
+                    changed.append("manual_price")
+            else:
+                price = Decimal(price).quantize(Decimal("0.01"))
+                if product.manual_price != price or product.price != price:
+                    product.manual_price = price
+                    product.price = price
+                    product.margin = price - Decimal(product.cost)
+                    changed += ["price", "manual_price", "margin"]
+        if changed:
+            await product.save(using_db=tx.connection, update_fields=[*set(changed), "updated_at"])
+            await emit(
+                tx,
+                account_id=actor.account_id,
+                environment=actor.environment,
+                type=EventType.PRODUCT_UPDATED,
+                data={**product_event_data(product), "changed": sorted(set(changed))},
+            )
+    return product
+
+
+async def create_product(actor: Principal, *, lot: LotInput) -> Product:
+    """Create a product from a priced lot (used by the sync engine and the demo); emits
+    `product.created`. A lot already listed is a 400 `duplicate_lot`."""
+    actor.require("products:write")
+    async with atomic() as tx:
+        exists = (
+            await _tenant_products(actor).using_db(tx.connection).filter(ha_lot=lot.ha_lot).exists()
+        )
+        if exists:
+            raise InvalidInput(
+                f"Lot {lot.ha_lot} is already a product.", code="duplicate_lot", param="ha_lot"
+            )
+        product = Product(
+            id=new_id("prod"),
+            account_id=actor.account_id,
+            environment=actor.environment,
+            sku=f"HA-{lot.ha_lot}",
+            margin=lot.price - lot.cost,
+            **lot.model_dump(),
+        )
+        await product.save(using_db=tx.connection)
+        await emit(
+            tx,
+            account_id=actor.account_id,
+            environment=actor.environment,
+            type=EventType.PRODUCT_CREATED,
+            data=product_event_data(product),
+        )
+    return product
+
+
+def product_event_data(product: Product) -> dict[str, Any]:
+    """The documented `product.*` webhook payload `data`."""
+    return {
+        "product_id": product.id,
+        "sku": product.sku,
+        "ha_lot": product.ha_lot,
+        "title": product.title,
+        "price": float(product.price),
+        "cost": float(product.cost),
+        "margin": float(product.margin),
+        "metal": product.metal,
+        "grade": product.grade,
+        "service": product.service,
+        "images": list(product.images or []),
+    }

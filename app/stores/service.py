@@ -1,0 +1,196 @@
+"""Stores: the merchant's WooCommerce and Shopify shops. Credentials are encrypted at rest and
+never leave the service; callers see only whether they are set."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from app import runtime
+from app.auth.principal import Principal
+from app.errors import InvalidInput, NotFound
+from app.ids import is_valid_id, new_id
+from app.pagination import Page, PageParams, paginate
+from app.stores.models import Platform, Store
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class WooCommerceCredentials(BaseModel):
+    """REST API keys from WooCommerce > Settings > Advanced > REST API."""
+
+    model_config = ConfigDict(extra="forbid")
+    consumer_key: Secret
+    consumer_secret: Secret
+
+
+class ShopifyCredentials(BaseModel):
+    """An Admin API access token of a custom app with product and order scopes."""
+
+    model_config = ConfigDict(extra="forbid")
+    access_token: Secret
+
+
+class StoreFilters(BaseModel):
+    """Which products this store lists (empty = everything)."""
+
+    model_config = ConfigDict(extra="forbid")
+    metals: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
+        default_factory=list, max_length=20
+    )
+    services: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
+        default_factory=list, max_length=20
+    )
+    min_cost: Annotated[Decimal, Field(ge=0)] | None = None
+    max_cost: Annotated[Decimal, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> StoreFilters:
+        if (
+            self.min_cost is not None
+            and self.max_cost is not None
+            and self.min_cost > self.max_cost
+        ):
+            raise ValueError("min_cost must not exceed max_cost")
+        return self
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sold_lots: Literal["out_of_stock", "delete"] = Field(
+        default="out_of_stock", description="What happens to a listing when its lot sells."
+    )
+    filters: StoreFilters = Field(default_factory=StoreFilters)
+
+
+class StoreCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    platform: Platform
+    url: AnyHttpUrl
+    credentials: dict[str, Any]
+    sync_enabled: bool = True
+    settings: StoreSettings = Field(default_factory=StoreSettings)
+
+
+class StoreChanges(BaseModel):
+    """Partial update; `credentials` replaces the stored ones as a whole."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    url: AnyHttpUrl | None = None
+    credentials: dict[str, Any] | None = None
+    sync_enabled: bool | None = None
+    settings: StoreSettings | None = None
+
+    @field_validator("name", "url", "credentials", "sync_enabled", "settings")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+
+def validate_credentials(platform: Platform, credentials: dict[str, Any]) -> dict[str, str]:
+    model = WooCommerceCredentials if platform is Platform.WOOCOMMERCE else ShopifyCredentials
+    try:
+        return model.model_validate(credentials).model_dump()
+    except ValueError as exc:
+        fields = ", ".join(model.model_fields)
+        raise InvalidInput(
+            f"{platform.value} credentials need exactly: {fields}.", param="credentials"
+        ) from exc
+
+
+async def list_stores(actor: Principal, *, page: PageParams) -> Page[Store]:
+    """The caller's stores, newest first."""
+    actor.require("stores:read")
+    return await paginate(_tenant_stores(actor), page, prefix="store")
+
+
+async def get_store(actor: Principal, store_id: str) -> Store:
+    """One store; another account's id is a 404 like a missing one."""
+    actor.require("stores:read")
+    return await _load(actor, store_id)
+
+
+async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
+    """Connect a store; its credentials are validated for the platform and encrypted."""
+    actor.require("stores:write")
+    credentials = validate_credentials(data.platform, data.credentials)
+    return await Store.create(
+        id=new_id("store"),
+        account_id=actor.account_id,
+        environment=actor.environment,
+        name=data.name,
+        platform=data.platform,
+        url=_url_text(data.url),
+        credentials_encrypted=runtime.current().secret_box.encrypt(credentials),
+        sync_enabled=data.sync_enabled,
+        settings=data.settings.model_dump(mode="json"),
+    )
+
+
+async def update_store(actor: Principal, store_id: str, *, changes: StoreChanges) -> Store:
+    """Change a store's name, URL, credentials (replaced whole), sync switch or settings."""
+    actor.require("stores:write")
+    store = await _load(actor, store_id)
+    provided = changes.model_dump(exclude_unset=True)
+    fields: list[str] = []
+    if "name" in provided:
+        store.name = changes.name  # type: ignore[assignment]
+        fields.append("name")
+    if "url" in provided:
+        store.url = _url_text(changes.url)  # type: ignore[arg-type]
+        fields.append("url")
+    if "sync_enabled" in provided:
+        store.sync_enabled = bool(changes.sync_enabled)
+        fields.append("sync_enabled")
+    if "settings" in provided:
+        store.settings = changes.settings.model_dump(mode="json")  # type: ignore[union-attr]
+        fields.append("settings")
+    if "credentials" in provided:
+        credentials = validate_credentials(Platform(store.platform), changes.credentials or {})
+        store.credentials_encrypted = runtime.current().secret_box.encrypt(credentials)
+        fields.append("credentials_encrypted")
+    if fields:
+        await store.save(update_fields=[*fields, "updated_at"])
+    return store
+
+
+def credentials_of(store: Store) -> dict[str, str]:
+    """Decrypted credentials, for connectors only."""
+    if not store.credentials_encrypted:
+        return {}
+    return runtime.current().secret_box.decrypt(store.credentials_encrypted)
+
+
+def _url_text(url: AnyHttpUrl) -> str:
+    text = str(url).rstrip("/")
+    if len(text) > 500:
+        raise InvalidInput("url must be at most 500 characters.", param="url")
+    return text
+
+
+def _tenant_stores(actor: Principal):  # type: ignore[no-untyped-def]
+    return Store.filter(account_id=actor.account_id, environment=actor.environment)
+
+
+async def _load(actor: Principal, store_id: str) -> Store:
+    store = None
+    if is_valid_id(store_id, "store"):
+        store = await _tenant_stores(actor).filter(id=store_id).first()
+    if store is None:
+        raise NotFound(f"No such store: {store_id}", param="id")
+    return store

@@ -1,0 +1,73 @@
+"""Helpers shared by resolvers: the caller, input conversion, model -> type mapping."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from enum import Enum
+from typing import Any, TypeVar
+
+import strawberry
+from pydantic import BaseModel, ValidationError
+from strawberry.types import Info
+
+from app.auth.principal import Principal
+from app.errors import AuthenticationFailed, InvalidInput, from_validation_error
+from app.pagination import MAX_LIMIT, Page, PageParams
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def actor(info: Info) -> Principal:
+    principal = info.context.get("principal")
+    if principal is None:
+        raise AuthenticationFailed("No API key provided.", code="missing_api_key")
+    return principal
+
+
+def plain(value: Any) -> Any:
+    """A strawberry input as plain data: UNSET fields dropped, enums as their values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) is not strawberry.UNSET
+        }
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def validate(model: type[M], data: dict[str, Any], *, param: str = "input") -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix=param) from None
+
+
+def page_params(first: int, after: str | None) -> PageParams:
+    if not 1 <= first <= MAX_LIMIT:
+        raise InvalidInput(f"first must be 1–{MAX_LIMIT}.", code="parameter_invalid", param="first")
+    return PageParams(limit=first, cursor=after)
+
+
+def connection(page: Page[Any], convert: Any, connection_type: Any, edge_type: Any) -> Any:
+    from schema.types import PageInfo
+
+    nodes = [convert(item) for item in page.items]
+    from app.pagination import encode_cursor
+
+    return connection_type(
+        edges=[
+            edge_type(cursor=encode_cursor(item.id), node=node)
+            for item, node in zip(page.items, nodes, strict=True)
+        ],
+        nodes=nodes,
+        page_info=PageInfo(has_next_page=page.has_more, end_cursor=page.next_cursor),
+    )
+
+
+def money(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(value).quantize(Decimal("0.01"))

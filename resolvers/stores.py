@@ -1,0 +1,64 @@
+"""Store resolvers: thin adapters over `app.stores.service`."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+from strawberry.types import Info
+
+from app.stores import service
+from app.stores.models import Store as StoreRow
+from resolvers.common import actor, connection, page_params, plain, validate
+from schema import types
+from schema.inputs import StoreCreateInput, StoreUpdateInput
+
+
+def to_type(row: StoreRow) -> types.Store:
+    settings = service.StoreSettings.model_validate(row.settings or {})
+    filters = settings.filters
+    return types.Store(
+        id=row.id,
+        name=row.name,
+        platform=types.Platform(str(row.platform)),
+        url=row.url,
+        sync_enabled=row.sync_enabled,
+        credentials_set=bool(row.credentials_encrypted),
+        settings=types.StoreSettings(
+            sold_lots=types.SoldLotsBehavior(settings.sold_lots),
+            filters=types.StoreFilters(
+                metals=filters.metals,
+                services=filters.services,
+                min_cost=None if filters.min_cost is None else Decimal(filters.min_cost),
+                max_cost=None if filters.max_cost is None else Decimal(filters.max_cost),
+            ),
+        ),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _store_data(input_: object) -> dict:
+    data = plain(input_)
+    if "credentials" in data and data["credentials"] is not None:
+        data["credentials"] = {k: v for k, v in data["credentials"].items() if v is not None}
+    return data
+
+
+async def stores(info: Info, first: int = 25, after: str | None = None) -> types.StoreConnection:
+    page = await service.list_stores(actor(info), page=page_params(first, after))
+    return connection(page, to_type, types.StoreConnection, types.StoreEdge)
+
+
+async def store(info: Info, id: strawberry.ID) -> types.Store:
+    return to_type(await service.get_store(actor(info), id))
+
+
+async def store_create(info: Info, input: StoreCreateInput) -> types.Store:
+    data = validate(service.StoreCreate, _store_data(input))
+    return to_type(await service.create_store(actor(info), data=data))
+
+
+async def store_update(info: Info, id: strawberry.ID, input: StoreUpdateInput) -> types.Store:
+    changes = validate(service.StoreChanges, _store_data(input))
+    return to_type(await service.update_store(actor(info), id, changes=changes))

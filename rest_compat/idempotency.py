@@ -1,0 +1,71 @@
+"""`Idempotency-Key` on POST: the first response is stored and replayed for 24 hours; the same
+key with a different request is a 409. A key whose first request is still running is a 409 too."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+from tortoise.exceptions import IntegrityError
+
+from app.auth.principal import Principal
+from app.errors import Conflict, DomainError, InvalidInput
+from app.events.models import IdempotencyRecord
+
+
+async def run_once(
+    actor: Principal,
+    *,
+    key: str,
+    method: str,
+    path: str,
+    fingerprint: str,
+    run: Callable[[], Awaitable[tuple[int, bytes]]],
+) -> tuple[int, bytes, bool]:
+    """Returns (status, body, replayed)."""
+    if not key or len(key) > 255:
+        raise InvalidInput("Idempotency-Key must be 1–255 characters.", param="Idempotency-Key")
+    try:
+        record = await IdempotencyRecord.create(
+            account_id=actor.account_id,
+            environment=actor.environment,
+            key=key,
+            method=method,
+            path=path,
+            request_hash=fingerprint,
+        )
+    except IntegrityError:
+        existing = await IdempotencyRecord.get_or_none(
+            account_id=actor.account_id, environment=actor.environment, key=key
+        )
+        if existing is None:  # purged in between: treat as new
+            return (*await run(), False)
+        if existing.request_hash != fingerprint:
+            raise Conflict(
+                "This Idempotency-Key was used with a different request.",
+                code="idempotency_key_reused",
+                param="Idempotency-Key",
+            ) from None
+        if existing.status_code is None:
+            raise Conflict(
+                "A request with this Idempotency-Key is still being processed.",
+                code="idempotency_in_progress",
+                param="Idempotency-Key",
+            ) from None
+        return existing.status_code, bytes(existing.response_body or b""), True
+    try:
+        status, body = await run()
+    except DomainError as exc:
+        if exc.status_code in (409, 429) or exc.status_code >= 500:
+            await record.delete()
+            raise
+        body = orjson.dumps({"error": exc.to_dict()})
+        record.status_code, record.response_body = exc.status_code, body
+        await record.save(update_fields=["status_code", "response_body"])
+        raise
+    except BaseException:
+        await record.delete()
+        raise
+    record.status_code, record.response_body = status, body
+    await record.save(update_fields=["status_code", "response_body"])
+    return status, body, False

@@ -1,0 +1,143 @@
+"""OpenAPI 3.1 document generated from the route table."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel
+
+from rest_compat.schemas import ErrorResponse, ProductObject, StoreObject
+from rest_compat.table import Route
+
+OUTPUT_MODELS: dict[Any, type[BaseModel]] = {
+    "product_json": ProductObject,
+    "store_json": StoreObject,
+}
+
+_ERRORS = {
+    "400": "Invalid request (validation, malformed JSON, unknown parameter, bad cursor)",
+    "401": "Missing or invalid API key",
+    "403": "The key lacks the scope",
+    "404": "No such object in this account and environment",
+    "413": "Body larger than 1 MiB",
+    "429": "Rate limit exceeded (see Retry-After)",
+}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests per minute."},
+    "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Left in the window."},
+    "X-RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Unix seconds."},
+}
+
+
+def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components[name] = definition
+    components[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(route: Route) -> list[dict[str, Any]]:
+    params = []
+    for model in route.query.values():
+        schema = model.model_json_schema()
+        for name, prop in schema.get("properties", {}).items():
+            description = prop.pop("description", "")
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "schema": prop,
+                    "description": description,
+                }
+            )
+    return params
+
+
+def build_openapi(routes: list[Route], *, server_url: str) -> dict[str, Any]:
+    components: dict[str, Any] = {}
+    error_ref = _schema(ErrorResponse, components)
+    paths: dict[str, Any] = {}
+    for route in routes:
+        output = OUTPUT_MODELS[route.output.__name__]
+        item_ref = _schema(output, components)
+        is_list = bool(route.query) and "page" in route.query
+        if is_list:
+            body_schema = {
+                "type": "object",
+                "properties": {
+                    "object": {"const": "list"},
+                    "data": {"type": "array", "items": item_ref},
+                    "has_more": {"type": "boolean"},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+                "required": ["object", "data", "has_more", "next_cursor"],
+            }
+        else:
+            body_schema = {"type": "object", "properties": {"data": item_ref}, "required": ["data"]}
+        operation: dict[str, Any] = {
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "description": route.description or route.summary,
+            "tags": [route.tag],
+            "security": [{"bearerAuth": []}],
+            "x-required-scope": route.scope,
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"{(\w+)}", route.path)
+            ]
+            + _query_parameters(route),
+            "responses": {
+                str(route.status_code): {
+                    "description": "OK",
+                    "headers": _RATE_HEADERS,
+                    "content": {"application/json": {"schema": body_schema}},
+                },
+                **{
+                    status: {
+                        "description": text,
+                        "headers": _RATE_HEADERS,
+                        "content": {"application/json": {"schema": error_ref}},
+                    }
+                    for status, text in _ERRORS.items()
+                },
+            },
+        }
+        if route.method == "POST":
+            operation["parameters"].append(
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "maxLength": 255},
+                    "description": "Replays the first response for 24 h; 409 on a different body.",
+                }
+            )
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": _schema(route.body[1], components)}},
+            }
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "SyncAuction API",
+            "version": "1",
+            "description": "REST compatibility API. The GraphQL API at /graphql is the core.",
+        },
+        "servers": [{"url": server_url}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key: `sa_live_…` (live) or `sa_test_…` (sandbox).",
+                }
+            },
+        },
+    }

@@ -1,0 +1,107 @@
+"""The `/v1` route table: one row per documented route. A row says which service it calls, with
+which validated inputs, under which scope, and how the result is serialized; `handler.py` turns
+each row into an endpoint and `openapi.py` into the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.pagination import PageParams
+from app.products import service as products
+from app.stores import service as stores
+from rest_compat.serializers import product_json, store_json
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # Starlette syntax; path parameters are passed to the service positionally
+    scope: str
+    call: Callable[..., Awaitable[Any]]
+    output: Callable[[Any], dict[str, Any]]
+    summary: str
+    tag: str
+    query: dict[str, type[BaseModel]] = field(default_factory=dict)  # kwarg -> query model
+    body: tuple[str, type[BaseModel]] | None = None  # (kwarg, body model)
+    status_code: int = 200
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.call.__name__
+
+
+ROUTES: list[Route] = [
+    Route(
+        "GET",
+        "/v1/products",
+        scope="products:read",
+        call=products.list_products,
+        query={"page": PageParams, "filters": products.ProductFilters},
+        output=product_json,
+        summary="List products",
+        tag="Products",
+        description=(
+            "Products synced from the auction house, newest first, one cursor page at a time."
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/products/{id}",
+        scope="products:read",
+        call=products.get_product,
+        output=product_json,
+        summary="Retrieve a product",
+        tag="Products",
+    ),
+    Route(
+        "PUT",
+        "/v1/products/{id}",
+        scope="products:write",
+        call=products.update_product,
+        body=("changes", products.ProductChanges),
+        output=product_json,
+        summary="Update a product",
+        tag="Products",
+        description=(
+            "Change title, description, status or tags. A `price` locks the price: syncs keep it "
+            'until it is released with `"price": null`.'
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/stores",
+        scope="stores:read",
+        call=stores.list_stores,
+        query={"page": PageParams},
+        output=store_json,
+        summary="List stores",
+        tag="Stores",
+    ),
+    Route(
+        "GET",
+        "/v1/stores/{id}",
+        scope="stores:read",
+        call=stores.get_store,
+        output=store_json,
+        summary="Retrieve a store",
+        tag="Stores",
+    ),
+    Route(
+        "PUT",
+        "/v1/stores/{id}",
+        scope="stores:write",
+        call=stores.update_store,
+        body=("changes", stores.StoreChanges),
+        output=store_json,
+        summary="Update a store",
+        tag="Stores",
+        description=(
+            "Rename, re-point, replace credentials (write-only), toggle sync or change settings."
+        ),
+    ),
+]

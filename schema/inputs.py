@@ -1,0 +1,106 @@
+"""GraphQL input types."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import strawberry
+
+from schema.types import Platform, ProductStatus, SoldLotsBehavior
+
+
+@strawberry.input(description="Product list filters; all optional, combined with AND.")
+class ProductFilter:
+    status: ProductStatus | None = strawberry.field(default=None, description="Only this status.")
+    metal: str | None = strawberry.field(default=None, description="Only this metal.")
+    service: str | None = strawberry.field(default=None, description="Only this grading service.")
+    grade: str | None = strawberry.field(default=None, description="Only this grade.")
+    ha_lot: str | None = strawberry.field(default=None, description="Only this lot.")
+    search: str | None = strawberry.field(default=None, description="Title contains (any case).")
+
+
+@strawberry.input(description="Changes to a product; omitted fields stay as they are.")
+class ProductUpdateInput:
+    title: str | None = strawberry.field(default=strawberry.UNSET, description="New title.")
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="New description."
+    )
+    price: Decimal | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Manual price: locks the price against syncs. `null` releases the lock.",
+    )
+    status: ProductStatus | None = strawberry.field(
+        default=strawberry.UNSET, description="New status."
+    )
+    tags: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the tags."
+    )
+
+
+@strawberry.input(
+    description="Platform credentials (write-only). WooCommerce: consumer key and "
+    "secret. Shopify: an Admin API access token."
+)
+class StoreCredentialsInput:
+    consumer_key: str | None = strawberry.field(
+        default=strawberry.UNSET, description="WooCommerce `ck_…`."
+    )
+    consumer_secret: str | None = strawberry.field(
+        default=strawberry.UNSET, description="WooCommerce `cs_…`."
+    )
+    access_token: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Shopify `shpat_…`."
+    )
+
+
+@strawberry.input(description="Which products a store lists.")
+class StoreFiltersInput:
+    metals: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Only these metals."
+    )
+    services: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Only these services."
+    )
+    min_cost: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Minimum lot cost."
+    )
+    max_cost: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Maximum lot cost."
+    )
+
+
+@strawberry.input(description="Sync settings of a store.")
+class StoreSettingsInput:
+    sold_lots: SoldLotsBehavior | None = strawberry.field(
+        default=strawberry.UNSET, description="Listing behaviour when a lot sells."
+    )
+    filters: StoreFiltersInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Filters."
+    )
+
+
+@strawberry.input(description="A store to connect.")
+class StoreCreateInput:
+    name: str = strawberry.field(description="Display name.")
+    platform: Platform = strawberry.field(description="Store platform.")
+    url: str = strawberry.field(description="Store base URL (http or https).")
+    credentials: StoreCredentialsInput = strawberry.field(description="Platform credentials.")
+    sync_enabled: bool = strawberry.field(default=True, description="Push syncs to this store.")
+    settings: StoreSettingsInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Settings."
+    )
+
+
+@strawberry.input(description="Changes to a store; omitted fields stay as they are.")
+class StoreUpdateInput:
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="New name.")
+    url: str | None = strawberry.field(default=strawberry.UNSET, description="New base URL.")
+    credentials: StoreCredentialsInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the stored credentials."
+    )
+    sync_enabled: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="Sync switch."
+    )
+    settings: StoreSettingsInput | None = strawberry.field(
+        default=strawberry.UNSET, description="Settings."
+    )

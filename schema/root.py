@@ -1,0 +1,117 @@
+"""The GraphQL schema: Query and Mutation roots, limits, and error codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
+
+from app.errors import DomainError
+from resolvers import accounts as account_resolvers
+from resolvers import products as product_resolvers
+from resolvers import stores as store_resolvers
+from schema import types
+
+logger = logging.getLogger("syncauction.graphql")
+
+MAX_DEPTH = 10
+MAX_ALIASES = 30
+MAX_TOKENS = 2000
+
+
+@strawberry.type(description="Read the caller's account, products and stores.")
+class Query:
+    me: types.Account = strawberry.field(
+        resolver=account_resolvers.me, description="The caller's account."
+    )
+    products: types.ProductConnection = strawberry.field(
+        resolver=product_resolvers.products,
+        description="Products, newest first. `first` is 1–100 (default 25); `after` a cursor.",
+    )
+    product: types.Product = strawberry.field(
+        resolver=product_resolvers.product, description="One product by `prod_…` id."
+    )
+    stores: types.StoreConnection = strawberry.field(
+        resolver=store_resolvers.stores, description="Connected stores, newest first."
+    )
+    store: types.Store = strawberry.field(
+        resolver=store_resolvers.store, description="One store by id."
+    )
+
+
+@strawberry.type(description="Change products and stores.")
+class Mutation:
+    product_update: types.Product = strawberry.mutation(
+        resolver=product_resolvers.product_update,
+        description="Edit a product. A `price` locks it against syncs; `null` releases the lock.",
+    )
+    store_create: types.Store = strawberry.mutation(
+        resolver=store_resolvers.store_create, description="Connect a WooCommerce or Shopify store."
+    )
+    store_update: types.Store = strawberry.mutation(
+        resolver=store_resolvers.store_update,
+        description="Change a store's settings or credentials.",
+    )
+
+
+def error_code(error: GraphQLError) -> str:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return original.code
+    if original is None:
+        message = error.message
+        if "exceeds maximum operation depth" in message:
+            return "query_too_deep"
+        if "aliases found" in message or "token" in message.lower():
+            return "query_too_complex"
+        if error.path is None:
+            return "graphql_validation_failed"
+    return "internal_error"
+
+
+class SyncAuctionSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if error_code(error) == "internal_error":
+                logger.error("unexpected GraphQL error", exc_info=error.original_error or error)
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """The error as sent: domain errors keep their message and get `extensions.code`;
+    unexpected ones are masked."""
+    formatted = error.formatted
+    code = error_code(error)
+    extensions = dict(formatted.get("extensions") or {})
+    extensions["code"] = code
+    if isinstance(error.original_error, DomainError) and error.original_error.param:
+        extensions["param"] = error.original_error.param
+    if code == "internal_error":
+        formatted["message"] = "Internal server error."
+    formatted["extensions"] = extensions
+    return formatted
+
+
+def build_schema() -> SyncAuctionSchema:
+    return SyncAuctionSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[
+            lambda: ParserCache(maxsize=256),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+            lambda: ValidationCache(maxsize=256),
+        ],
+    )

@@ -1,0 +1,150 @@
+"""GraphQL object types. Every type and field carries a description: it is the API reference."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+
+@strawberry.enum(description="Where a product stands in the merchant's stores.")
+class ProductStatus(Enum):
+    ACTIVE = strawberry.enum_value("active", description="Listed for sale.")
+    DRAFT = strawberry.enum_value("draft", description="Kept but not listed.")
+    ARCHIVED = strawberry.enum_value("archived", description="Withdrawn by the merchant.")
+    SOLD = strawberry.enum_value("sold", description="The lot sold at the auction house.")
+
+
+@strawberry.enum(description="Subscription plan of an account.")
+class Plan(Enum):
+    STARTER = strawberry.enum_value("starter", description="100 requests/minute, read-only keys.")
+    PROFESSIONAL = strawberry.enum_value(
+        "professional", description="500 requests/minute, read/write keys, sandbox."
+    )
+    ENTERPRISE = strawberry.enum_value(
+        "enterprise", description="Custom limit, sandbox, OAuth apps."
+    )
+
+
+@strawberry.enum(description="`live` data or the `sandbox` (test keys).")
+class Environment(Enum):
+    LIVE = strawberry.enum_value("live", description="Production data.")
+    SANDBOX = strawberry.enum_value(
+        "sandbox", description="Test data, reached with `sa_test_` keys."
+    )
+
+
+@strawberry.enum(description="E-commerce platform of a store.")
+class Platform(Enum):
+    WOOCOMMERCE = strawberry.enum_value("woocommerce", description="WooCommerce REST API v3.")
+    SHOPIFY = strawberry.enum_value("shopify", description="Shopify Admin GraphQL API.")
+
+
+@strawberry.enum(description="What happens to a store listing when its lot sells.")
+class SoldLotsBehavior(Enum):
+    OUT_OF_STOCK = strawberry.enum_value("out_of_stock", description="Keep it, out of stock.")
+    DELETE = strawberry.enum_value("delete", description="Delete the listing.")
+
+
+@strawberry.type(description="The caller's merchant account.")
+class Account:
+    id: strawberry.ID = strawberry.field(description="`acct_…` id.")
+    name: str = strawberry.field(description="Merchant name.")
+    plan: Plan = strawberry.field(description="Current plan.")
+    rate_limit: int = strawberry.field(description="Requests per minute allowed to this account.")
+    environment: Environment = strawberry.field(description="Environment of the calling key.")
+    created_at: datetime = strawberry.field(description="When the account was created.")
+
+
+@strawberry.type(description="An auction-house lot as the merchant sells it.")
+class Product:
+    id: strawberry.ID = strawberry.field(description="`prod_…` id.")
+    title: str = strawberry.field(description='Listing title, e.g. "1921 Morgan Dollar MS65".')
+    description: str = strawberry.field(description="Listing description (HTML allowed).")
+    ha_lot: str = strawberry.field(description="Auction-house lot number.")
+    sku: str = strawberry.field(description="`HA-<lot>`, the SKU used in every store.")
+    price: Decimal = strawberry.field(description="Selling price.")
+    cost: Decimal = strawberry.field(description="Cost at the auction house.")
+    margin: Decimal = strawberry.field(description="price - cost.")
+    currency: str = strawberry.field(description="ISO 4217 currency code.")
+    price_locked: bool = strawberry.field(description="A manual price overrides the rules.")
+    metal: str | None = strawberry.field(description="Silver, Gold, Platinum, …")
+    grade: str | None = strawberry.field(description="Sheldon grade, e.g. MS65.")
+    service: str | None = strawberry.field(description="Grading service: PCGS, NGC, …")
+    year: int | None = strawberry.field(description="Year of issue.")
+    mint: str | None = strawberry.field(description="Mint mark (S, D, O, CC, …).")
+    denomination: str | None = strawberry.field(description="Face value, e.g. $1.")
+    images: list[str] = strawberry.field(description="Image URLs, obverse first.")
+    tags: list[str] = strawberry.field(description="Merchant tags.")
+    status: ProductStatus = strawberry.field(description="Listing status.")
+    created_at: datetime = strawberry.field(description="When the product was created.")
+    updated_at: datetime = strawberry.field(description="Last change.")
+
+
+@strawberry.type(description="Which products a store lists (empty lists = everything).")
+class StoreFilters:
+    metals: list[str] = strawberry.field(description="Only these metals.")
+    services: list[str] = strawberry.field(description="Only these grading services.")
+    min_cost: Decimal | None = strawberry.field(description="Only lots costing at least this.")
+    max_cost: Decimal | None = strawberry.field(description="Only lots costing at most this.")
+
+
+@strawberry.type(description="Sync settings of a store.")
+class StoreSettings:
+    sold_lots: SoldLotsBehavior = strawberry.field(
+        description="Listing behaviour when a lot sells."
+    )
+    filters: StoreFilters = strawberry.field(description="Which products the store lists.")
+
+
+@strawberry.type(description="A merchant's WooCommerce or Shopify store.")
+class Store:
+    id: strawberry.ID = strawberry.field(description="`store_…` id.")
+    name: str = strawberry.field(description="Display name.")
+    platform: Platform = strawberry.field(description="Store platform.")
+    url: str = strawberry.field(description="Store base URL.")
+    sync_enabled: bool = strawberry.field(description="Whether syncs push to this store.")
+    credentials_set: bool = strawberry.field(
+        description="Credentials are write-only; this tells whether they are set."
+    )
+    settings: StoreSettings = strawberry.field(description="Sync settings.")
+    created_at: datetime = strawberry.field(description="When the store was connected.")
+    updated_at: datetime = strawberry.field(description="Last change.")
+
+
+@strawberry.type(description="Relay pagination state.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow `endCursor`.")
+    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+
+
+@strawberry.type(description="A product in a connection.")
+class ProductEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: Product = strawberry.field(description="The product.")
+
+
+@strawberry.type(description="A page of products, newest first.")
+class ProductConnection:
+    edges: list[ProductEdge] = strawberry.field(description="Products with their cursors.")
+    nodes: list[Product] = strawberry.field(description="The products of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+@strawberry.type(description="A store in a connection.")
+class StoreEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: Store = strawberry.field(description="The store.")
+
+
+@strawberry.type(description="A page of stores, newest first.")
+class StoreConnection:
+    edges: list[StoreEdge] = strawberry.field(description="Stores with their cursors.")
+    nodes: list[Store] = strawberry.field(description="The stores of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+__all__ = ["JSON"]
