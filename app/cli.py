@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -68,6 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         ) from None
     from app.main import create_app
 
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again with the default
+    # disposition, which kills the process (status -15) after a clean shutdown. A graceful stop
+    # (systemd, Docker, Kubernetes all send SIGTERM) exits 0, as it does on Ctrl-C.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -76,6 +81,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=20,
         proxy_headers=True,
     )
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -91,8 +100,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         worker = Worker(**worker_settings(settings), burst=args.burst)
-        await worker.async_run()
-        await worker.close()
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
 
     asyncio.run(run())
 
@@ -205,7 +216,9 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
 def cmd_stores_create(args: argparse.Namespace) -> None:
     from app.accounts import service as accounts
     from app.accounts.models import Environment
+    from app.accounts.plans import PLANS
     from app.auth.principal import Principal, expand_key_scopes
+    from app.errors import PermissionDenied
     from app.stores import service
 
     credentials: dict[str, str] = {}
@@ -219,6 +232,13 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
 
     async def work() -> Any:
         account = await accounts.get_account(args.account)
+        if args.mode == "test" and not PLANS[account.plan].sandbox:
+            raise PermissionDenied(
+                f"The {account.plan.value} plan has no sandbox: "
+                "test stores need the professional or enterprise plan.",
+                code="plan_restriction",
+                param="mode",
+            )
         actor = Principal(
             account_id=account.id,
             environment=Environment.SANDBOX if args.mode == "test" else Environment.LIVE,

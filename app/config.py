@@ -82,7 +82,11 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
-        return self.public_url or f"http://{self.host}:{self.port}"
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        # A wildcard bind address is not somewhere a browser can go; show loopback instead.
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}"
 
 
 def get_settings(**overrides: object) -> Settings:

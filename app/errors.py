@@ -89,6 +89,18 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(DomainError):
+    """A dependency (database, Redis) is unreachable; the client should retry."""
+
+    status_code = 503
+    error_type = "server"
+    default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+
 class UpstreamError(DomainError):
     """An external system (auction house, store) failed; `retryable` tells jobs what to do."""
 
@@ -130,3 +142,24 @@ def from_validation_error(exc: object, *, prefix: str = "") -> InvalidInput:
     return InvalidInput(
         f"Invalid {param}: {message}.", code="parameter_invalid", param=param or None
     )
+
+
+def reject_nul(data: object, *, prefix: str = "") -> None:
+    """Refuse NUL characters anywhere in client input: PostgreSQL cannot store them in text or
+    JSON, so they would otherwise fail deep in the database instead of as a 400."""
+    stack: list[tuple[str, object]] = [(prefix, data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise InvalidInput(
+                    f"Invalid {path or 'value'}: NUL characters are not allowed.",
+                    code="parameter_invalid",
+                    param=path or None,
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((f"{path}.{key}" if path else str(key), key))
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))

@@ -32,9 +32,9 @@ class JobQueue(Protocol):
 class InProcessQueue:
     """Runs jobs as asyncio tasks in this process (embedded mode).
 
-    Like arq, a `job_id` that is queued or running is not enqueued twice. On close it waits
-    for running jobs up to `shutdown_timeout`, then cancels them (their rows stay due, and the
-    sweeper picks them up after a restart)."""
+    Like arq, a `job_id` that is queued or running is not enqueued twice. On close it drops
+    deferred jobs that have not started, waits for running jobs up to `shutdown_timeout`, then
+    cancels them (their rows stay due, and the sweeper picks them up after a restart)."""
 
     def __init__(
         self,
@@ -47,6 +47,7 @@ class InProcessQueue:
         self.context = context if context is not None else {}
         self.shutdown_timeout = shutdown_timeout
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._deferred: set[str] = set()  # job ids still waiting for their delay
         self._counter = 0
         self._closed = False
 
@@ -64,8 +65,14 @@ class InProcessQueue:
         job_id = job_id or f"inproc-{self._counter}"
         task = asyncio.create_task(self._run(name, function, args, job_id, defer_seconds))
         self._tasks[job_id] = task
-        task.add_done_callback(lambda _t, key=job_id: self._tasks.pop(key, None))
+        if defer_seconds:
+            self._deferred.add(job_id)
+        task.add_done_callback(lambda _t, key=job_id: self._forget(key))
         return job_id
+
+    def _forget(self, job_id: str) -> None:
+        self._tasks.pop(job_id, None)
+        self._deferred.discard(job_id)
 
     async def _run(
         self,
@@ -77,6 +84,7 @@ class InProcessQueue:
     ) -> Any:
         if defer:
             await asyncio.sleep(defer)
+        self._deferred.discard(job_id)
         ctx = {**self.context, "job_id": job_id, "job_try": 1}
         try:
             return await function(ctx, *args)
@@ -93,6 +101,12 @@ class InProcessQueue:
 
     async def close(self) -> None:
         self._closed = True
+        # A deferred job that has not started is only a schedule: drop it rather than hold
+        # shutdown for its delay (its row stays due).
+        for job_id in list(self._deferred):
+            task = self._tasks.get(job_id)
+            if task is not None:
+                task.cancel()
         tasks = list(self._tasks.values())
         if not tasks:
             return

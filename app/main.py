@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from cross_web import HTTPException as GraphQLHTTPException
 from openapi_ui_bundles.swagger_ui import static_path as swagger_static
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -45,8 +46,25 @@ def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(content), status_code, headers, media_type="application/json")
 
 
+# Strawberry answers requests it cannot run (no query, body not JSON, a mutation over GET,
+# several operations without `operationName`) with a plain-text body; send a coded error instead.
+_GRAPHQL_HTTP_ERROR_CODES = {404: "unknown_route", 405: "method_not_allowed"}
+
+
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI view with our principal in the context and coded errors."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive=receive))
+        except GraphQLHTTPException as exc:
+            code = _GRAPHQL_HTTP_ERROR_CODES.get(exc.status_code, "invalid_request")
+            error = {"message": exc.reason, "extensions": {"code": code}}
+            response = _json({"data": None, "errors": [error]}, exc.status_code)
+        await response(scope, receive, send)
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         principal = (
@@ -90,7 +108,7 @@ def create_app(
     """Build the application. `extra_routes` lets tests add rows to the `/v1` table."""
     settings = settings or get_settings()
     table = [*ROUTES, *(extra_routes or [])]
-    metrics = Metrics()
+    metrics = Metrics(route_templates=[route.path for route in table])
     limiter = RateLimiter(settings.redis_url) if settings.rate_limit_enabled else None
     openapi = orjson.dumps(build_openapi(table, server_url=settings.base_url))
 
@@ -130,6 +148,8 @@ def create_app(
                 await rt.jobs.close()
             await rt.bus.close()
             set_bus(None)
+            if limiter is not None:
+                await limiter.close()
             await db.close_orm()
             logger.info("stopped")
 

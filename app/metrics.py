@@ -3,22 +3,49 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_ID_SEGMENT = re.compile(r"^[a-z]+_[0-9a-v]{24}$")
+# Label values must come from a fixed set: a label per raw path (ids, typos, scanners' probes)
+# would grow the registry without bound. Anything not matching a known route is "other".
+FIXED_ROUTES = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/docs",
+    "/docs/static/{file}",
+    "/v1/openapi.json",
+    "/graphql",
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_PARAM = re.compile(r"{\w+}")
 
 
-def route_label(path: str, status: int) -> str:
-    if status == 404 and not path.startswith("/v1/"):
+def _template_pattern(template: str) -> re.Pattern[str]:
+    literals = _PARAM.split(template)
+    return re.compile("^" + "[^/]+".join(re.escape(part) for part in literals) + "$")
+
+
+class RouteLabels:
+    """Maps a request path to the route template it matches (`/v1/products/{id}`)."""
+
+    def __init__(self, templates: Iterable[str] = ()) -> None:
+        unique = dict.fromkeys([*FIXED_ROUTES, *templates])
+        # Literal templates first, so `/v1/openapi.json` wins over a `/v1/{x}` pattern.
+        ordered = sorted(unique, key=lambda t: "{" in t)
+        self._patterns = [(_template_pattern(t), t) for t in ordered]
+
+    def __call__(self, path: str) -> str:
+        for pattern, template in self._patterns:
+            if pattern.match(path):
+                return template
         return "other"
-    parts = ["{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/")]
-    label = "/".join(parts)
-    return label if len(label) <= 80 else "other"
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, route_templates: Iterable[str] = ()) -> None:
+        self.route_label = RouteLabels(route_templates)
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "syncauction_http_requests_total",
@@ -42,7 +69,8 @@ class Metrics:
         )
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:
-        route = route_label(path, status)
+        route = self.route_label(path)
+        method = method if method in _METHODS else "other"
         self.requests.labels(method, route, str(status)).inc()
         self.latency.labels(method, route).observe(seconds)
         if status == 429:

@@ -70,3 +70,10 @@ class RateLimiter:
 
     async def check(self) -> bool:
         return await self.storage.check()
+
+    async def close(self) -> None:
+        """Close the Redis connection pool (memory storage holds none)."""
+        bridge = getattr(self.storage, "bridge", None)
+        client = getattr(bridge, "storage", None)
+        if client is not None:
+            await client.aclose()

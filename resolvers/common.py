@@ -5,17 +5,22 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from pydantic import BaseModel, ValidationError
 from strawberry.types import Info
 
 from app.auth.principal import Principal
-from app.errors import AuthenticationFailed, InvalidInput, from_validation_error
+from app.errors import AuthenticationFailed, InvalidInput, from_validation_error, reject_nul
 from app.pagination import MAX_LIMIT, Page, PageParams
 
 M = TypeVar("M", bound=BaseModel)
+
+# Arguments shared by connections and by-id fields, described once.
+First = Annotated[int, strawberry.argument(description="Page size, 1–100.")]
+After = Annotated[str | None, strawberry.argument(description="`endCursor` of the previous page.")]
+ObjectId = Annotated[strawberry.ID, strawberry.argument(description="The object's id.")]
 
 
 def actor(info: Info) -> Principal:
@@ -41,6 +46,7 @@ def plain(value: Any) -> Any:
 
 
 def validate(model: type[M], data: dict[str, Any], *, param: str = "input") -> M:
+    reject_nul(data, prefix=param)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 from strawberry.types import Info
 
 from app.products import service
 from app.products.models import Product as ProductRow
-from resolvers.common import actor, connection, money, page_params, plain, validate
+from resolvers.common import (
+    After,
+    First,
+    ObjectId,
+    actor,
+    connection,
+    money,
+    page_params,
+    plain,
+    validate,
+)
 from schema import types
 from schema.inputs import ProductFilter, ProductUpdateInput
 
@@ -39,17 +51,26 @@ def to_type(row: ProductRow) -> types.Product:
 
 
 async def products(
-    info: Info, first: int = 25, after: str | None = None, filter: ProductFilter | None = None
+    info: Info,
+    first: First = 25,
+    after: After = None,
+    filter: Annotated[
+        ProductFilter | None, strawberry.argument(description="Only matching products.")
+    ] = None,
 ) -> types.ProductConnection:
     filters = validate(service.ProductFilters, plain(filter) if filter else {}, param="filter")
     page = await service.list_products(actor(info), page=page_params(first, after), filters=filters)
     return connection(page, to_type, types.ProductConnection, types.ProductEdge)
 
 
-async def product(info: Info, id: strawberry.ID) -> types.Product:
+async def product(info: Info, id: ObjectId) -> types.Product:
     return to_type(await service.get_product(actor(info), id))
 
 
-async def product_update(info: Info, id: strawberry.ID, input: ProductUpdateInput) -> types.Product:
+async def product_update(
+    info: Info,
+    id: ObjectId,
+    input: Annotated[ProductUpdateInput, strawberry.argument(description="The changes.")],
+) -> types.Product:
     changes = validate(service.ProductChanges, plain(input))
     return to_type(await service.update_product(actor(info), id, changes=changes))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from app.errors import InvalidInput
 from app.stores import service
 from app.stores.models import Store as StoreRow
-from resolvers.common import actor, connection, page_params, plain, validate
+from resolvers.common import After, First, ObjectId, actor, connection, page_params, plain, validate
 from schema import types
 from schema.inputs import StoreCreateInput, StoreUpdateInput
 
@@ -45,20 +49,40 @@ def _store_data(input_: object) -> dict:
     return data
 
 
-async def stores(info: Info, first: int = 25, after: str | None = None) -> types.StoreConnection:
+async def stores(info: Info, first: First = 25, after: After = None) -> types.StoreConnection:
     page = await service.list_stores(actor(info), page=page_params(first, after))
     return connection(page, to_type, types.StoreConnection, types.StoreEdge)
 
 
-async def store(info: Info, id: strawberry.ID) -> types.Store:
+async def store(info: Info, id: ObjectId) -> types.Store:
     return to_type(await service.get_store(actor(info), id))
 
 
-async def store_create(info: Info, input: StoreCreateInput) -> types.Store:
+@contextmanager
+def _input_params() -> Iterator[None]:
+    """Errors the service raises about an input field name it as GraphQL does: `input.<field>`."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.param == "credentials":
+            exc.param = "input.credentials"
+        raise
+
+
+async def store_create(
+    info: Info,
+    input: Annotated[StoreCreateInput, strawberry.argument(description="The store to connect.")],
+) -> types.Store:
     data = validate(service.StoreCreate, _store_data(input))
-    return to_type(await service.create_store(actor(info), data=data))
+    with _input_params():
+        return to_type(await service.create_store(actor(info), data=data))
 
 
-async def store_update(info: Info, id: strawberry.ID, input: StoreUpdateInput) -> types.Store:
+async def store_update(
+    info: Info,
+    id: ObjectId,
+    input: Annotated[StoreUpdateInput, strawberry.argument(description="The changes.")],
+) -> types.Store:
     changes = validate(service.StoreChanges, _store_data(input))
-    return to_type(await service.update_store(actor(info), id, changes=changes))
+    with _input_params():
+        return to_type(await service.update_store(actor(info), id, changes=changes))

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
-from app.errors import Conflict, InvalidInput, from_validation_error
+from app.errors import Conflict, InvalidInput, from_validation_error, reject_nul
 from app.pagination import Page
 from rest_compat import idempotency
 from rest_compat.table import Route
@@ -32,6 +32,7 @@ def _parse_query(request: Request, route: Route) -> dict[str, BaseModel]:
             raise InvalidInput(f"Parameter {key} is given more than once.", param=key)
         seen.add(key)
     values = dict(items)
+    reject_nul(values)
     owners = {name: kwarg for kwarg, model in route.query.items() for name in model.model_fields}
     unknown = sorted(set(values) - set(owners))
     if unknown:
@@ -57,6 +58,7 @@ async def _parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
         raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidInput("The body must be a JSON object.", code="invalid_json")
+    reject_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -78,23 +80,25 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         actor = request.state.principal
         actor.require(route.scope)
-        kwargs: dict[str, Any] = dict(_parse_query(request, route))
         body = await request.body() if route.method in ("POST", "PUT", "PATCH") else b""
-        if route.body is not None:
-            kwarg, model = route.body
-            kwargs[kwarg] = await _parse_body(body, model)
-        elif body.strip():
-            raise InvalidInput("This endpoint takes no body.", code="unexpected_body")
         args = list(request.path_params.values())
 
         async def run() -> tuple[int, bytes]:
+            # Validation runs inside: with an Idempotency-Key, a 400 is replayed like any answer.
+            kwargs: dict[str, Any] = dict(_parse_query(request, route))
+            if route.body is not None:
+                kwarg, model = route.body
+                kwargs[kwarg] = await _parse_body(body, model)
+            elif body.strip():
+                raise InvalidInput("This endpoint takes no body.", code="unexpected_body")
             result = await route.call(actor, *args, **kwargs)
             return route.status_code, orjson.dumps(serialize(route, result))
 
         key = request.headers.get("idempotency-key")
         if route.method == "POST" and key is not None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             fingerprint = hashlib.sha256(
-                route.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+                route.method.encode() + b" " + target.encode() + b"\n" + body
             ).hexdigest()
             status, content, replayed = await idempotency.run_once(
                 actor,

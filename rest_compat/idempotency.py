@@ -4,6 +4,7 @@ key with a different request is a 409. A key whose first request is still runnin
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from tortoise.exceptions import IntegrityError
@@ -11,6 +12,9 @@ from tortoise.exceptions import IntegrityError
 from app.auth.principal import Principal
 from app.errors import Conflict, DomainError, InvalidInput
 from app.events.models import IdempotencyRecord
+
+REPLAY_WINDOW = timedelta(hours=24)
+ABANDONED_AFTER = timedelta(minutes=5)
 
 
 async def run_once(
@@ -40,6 +44,13 @@ async def run_once(
         )
         if existing is None:  # purged in between: treat as new
             return (*await run(), False)
+        age = datetime.now(UTC) - existing.created_at
+        if age > REPLAY_WINDOW or (existing.status_code is None and age > ABANDONED_AFTER):
+            # Expired, or its first request died with its process: the key is free again.
+            await existing.delete()
+            return await run_once(
+                actor, key=key, method=method, path=path, fingerprint=fingerprint, run=run
+            )
         if existing.request_hash != fingerprint:
             raise Conflict(
                 "This Idempotency-Key was used with a different request.",

@@ -38,10 +38,13 @@ def _schema(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _query_parameters(route: Route) -> list[dict[str, Any]]:
+def _query_parameters(route: Route, components: dict[str, Any]) -> list[dict[str, Any]]:
     params = []
     for model in route.query.values():
-        schema = model.model_json_schema()
+        # Nested models (enums) become components: a bare `#/$defs/…` would dangle here.
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, definition in schema.pop("$defs", {}).items():
+            components[name] = definition
         for name, prop in schema.get("properties", {}).items():
             description = prop.pop("description", "")
             params.append(
@@ -88,7 +91,7 @@ def build_openapi(routes: list[Route], *, server_url: str) -> dict[str, Any]:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in re.findall(r"{(\w+)}", route.path)
             ]
-            + _query_parameters(route),
+            + _query_parameters(route, components),
             "responses": {
                 str(route.status_code): {
                     "description": "OK",

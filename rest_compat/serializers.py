@@ -8,6 +8,7 @@ from typing import Any
 
 from app.products.models import Product
 from app.stores.models import Store
+from app.stores.service import StoreSettings
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -48,6 +49,21 @@ def product_json(product: Product) -> dict[str, Any]:
     }
 
 
+def _store_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """Settings in one key order on every database, cost filters as JSON numbers (they are
+    stored as decimal strings)."""
+    parsed = StoreSettings.model_validate(settings or {})
+    return {
+        "sold_lots": parsed.sold_lots,
+        "filters": {
+            "metals": list(parsed.filters.metals),
+            "services": list(parsed.filters.services),
+            "min_cost": _money(parsed.filters.min_cost),
+            "max_cost": _money(parsed.filters.max_cost),
+        },
+    }
+
+
 def store_json(store: Store) -> dict[str, Any]:
     return {
         "id": store.id,
@@ -57,7 +73,7 @@ def store_json(store: Store) -> dict[str, Any]:
         "url": store.url,
         "sync_enabled": store.sync_enabled,
         "credentials_set": bool(store.credentials_encrypted),
-        "settings": store.settings,
+        "settings": _store_settings(store.settings),
         "livemode": str(store.environment) == "live",
         "created_at": _time(store.created_at),
         "updated_at": _time(store.updated_at),

@@ -72,10 +72,15 @@ def error_code(error: GraphQLError) -> str:
         message = error.message
         if "exceeds maximum operation depth" in message:
             return "query_too_deep"
-        if "aliases found" in message or "token" in message.lower():
+        if "aliases found. Allowed:" in message or (
+            "Document contains more than" in message and "tokens" in message
+        ):
             return "query_too_complex"
         if error.path is None:
             return "graphql_validation_failed"
+    elif isinstance(original, GraphQLError) and error.path is None:
+        # "Variable '$x' has invalid value: …": graphql-core wraps its own coercion error.
+        return "graphql_validation_failed"
     return "internal_error"
 
 

@@ -16,9 +16,11 @@ from app.logging import configure_logging
 from workers.registry import JOBS, PERIODIC
 
 
-def _cron_minutes(every_seconds: int) -> set[int]:
-    step = max(1, every_seconds // 60)
-    return set(range(0, 60, step))
+def _cron_schedule(every_seconds: int) -> dict[str, set[int] | None]:
+    # arq's cron has second resolution: "every 30 s" is seconds {0, 30} of every minute.
+    if every_seconds < 60:
+        return {"minute": None, "second": set(range(0, 60, every_seconds))}
+    return {"minute": set(range(0, 60, every_seconds // 60)), "second": {0}}
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -46,13 +48,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         raise ValueError("SYNCAUCTION_REDIS_URL is not set: the worker needs Redis")
     functions: list[Function] = [func(fn, name=name, timeout=600) for name, fn in JOBS.items()]
     cron_jobs = [
-        cron(
-            JOBS[name],
-            name=f"cron:{name}",
-            minute=_cron_minutes(every),
-            second=0,
-            run_at_startup=True,
-        )
+        cron(JOBS[name], name=f"cron:{name}", run_at_startup=True, **_cron_schedule(every))
         for name, every in PERIODIC
     ]
     return {
@@ -65,15 +61,3 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "max_jobs": 10,
         "keep_result": 3600,
     }
-
-
-class WorkerSettings:
-    """For `arq workers.settings.WorkerSettings`; reads settings from the environment."""
-
-    functions = [func(fn, name=name, timeout=600) for name, fn in JOBS.items()]
-    cron_jobs = [
-        cron(JOBS[name], name=f"cron:{name}", minute=_cron_minutes(every), second=0)
-        for name, every in PERIODIC
-    ]
-    on_startup = staticmethod(startup)
-    on_shutdown = staticmethod(shutdown)

@@ -21,6 +21,7 @@ from app.products.models import Product
 DEMO_FILE = "demo-keys.json"
 
 # A few lots so the first `GET /v1/products` shows what the API returns; syncs add the rest.
+# Seeded last-to-first, so the newest-first list opens with the developer page's example coin.
 SAMPLE_LOTS = [
     (
         "123456",
@@ -94,20 +95,40 @@ class DemoCredentials:
 
 async def ensure_demo(data_dir: Path) -> DemoCredentials:
     path = data_dir / DEMO_FILE
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if await _still_valid(saved):
-            return DemoCredentials(saved["account_id"], saved["live_key"], saved["test_key"])
+    saved = _load(path)
+    if saved is not None and await _still_valid(saved):
+        return DemoCredentials(saved["account_id"], saved["live_key"], saved["test_key"])
     account = await accounts.create_account(name="Demo Coin Shop", plan=Plan.PROFESSIONAL)
     live = await keys.create_key(account_id=account.id, mode="live", name="demo live key")
     test = await keys.create_key(account_id=account.id, mode="test", name="demo sandbox key")
     data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps({"account_id": account.id, "live_key": live.secret, "test_key": test.secret})
-    )
-    os.chmod(path, 0o600)
+    _save(path, {"account_id": account.id, "live_key": live.secret, "test_key": test.secret})
     await seed_sample_products(account)
     return DemoCredentials(account.id, live.secret, test.secret)
+
+
+def _load(path: Path) -> dict[str, str] | None:
+    """The saved demo keys, or None when the file is missing, unreadable or malformed (a
+    damaged file must not stop the server from starting; a new demo account replaces it)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    fields = ("account_id", "live_key", "test_key")
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(f), str) for f in fields):
+        return None
+    return saved
+
+
+def _save(path: Path, saved: dict[str, str]) -> None:
+    """Write the keys readable by the owner only from the start, and atomically, so a crash
+    mid-write never leaves a truncated file behind."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(saved))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
 
 
 async def _still_valid(saved: dict[str, str]) -> bool:
@@ -128,7 +149,9 @@ async def seed_sample_products(account: Account) -> None:
             plan=account.plan,
             rate_limit=accounts.effective_rate_limit(account),
         )
-        for lot, title, metal, grade, service, year, mint, denom, cost, price in SAMPLE_LOTS:
+        for lot, title, metal, grade, service, year, mint, denom, cost, price in reversed(
+            SAMPLE_LOTS
+        ):
             if await Product.exists(account_id=account.id, environment=environment, ha_lot=lot):
                 continue
             await products.create_product(

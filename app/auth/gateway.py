@@ -18,7 +18,13 @@ import orjson
 
 from app.auth.service import authenticate_api_key
 from app.config import Settings
-from app.errors import AuthenticationFailed, DomainError, PayloadTooLarge, RateLimited
+from app.errors import (
+    AuthenticationFailed,
+    DomainError,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+)
 from app.logging import request_id_var
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter, RateLimitResult
@@ -30,8 +36,9 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REALM = 'Bearer realm="SyncAuction"'
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(PayloadTooLarge):
+    """Raised from `receive` when a streamed body passes the limit. A DomainError, so the
+    app's error handler answers 413 (not a logged 500) if it catches it first."""
 
 
 def json_error_body(error: DomainError, *, graphql: bool) -> bytes:
@@ -84,6 +91,12 @@ class ApiGateway:
                 www_authenticate = (
                     REALM if authorization is None else f'{REALM}, error="invalid_token"'
                 )
+            except Exception:
+                logger.exception("authentication backend unavailable")
+                error = ServiceUnavailable(
+                    "Authentication is temporarily unavailable; retry shortly.",
+                    retry_after=5,
+                )
         state["principal"] = principal
 
         if self.limiter is not None:
@@ -94,9 +107,18 @@ class ApiGateway:
                 )
             else:
                 key, limit = f"ip:{_client_ip(scope)}", self.settings.unauthenticated_rate_limit
-            result: RateLimitResult = await self.limiter.hit(key, limit)
-            extra_headers += result.headers()
-            if not result.allowed and error is None:
+            try:
+                result: RateLimitResult | None = await self.limiter.hit(key, limit)
+            except Exception:
+                # Fail open: an unreachable limiter store must not take the API down with it.
+                logger.warning("rate limiter unavailable; request let through", exc_info=True)
+                result = None
+            if result is not None:
+                extra_headers += result.headers()
+            if result is not None and not result.allowed:
+                # An exhausted per-IP budget answers 429 even to failed authentication;
+                # otherwise key guessing would never be limited.
+                www_authenticate = None
                 error = RateLimited(
                     f"Rate limit of {limit} requests per minute exceeded; retry in "
                     f"{result.retry_after} s.",
@@ -172,7 +194,7 @@ class ApiGateway:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(f"Request bodies are limited to {self.max_body} bytes.")
             return message
 
         try:
@@ -206,7 +228,7 @@ class ApiGateway:
 async def _send_error(send: Any, error: DomainError, *, graphql: bool) -> None:
     body = json_error_body(error, graphql=graphql)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if isinstance(error, RateLimited):
+    if isinstance(error, (RateLimited, ServiceUnavailable)):
         headers.append((b"retry-after", str(error.retry_after).encode()))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})

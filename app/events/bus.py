@@ -86,17 +86,27 @@ class InProcessBus:
 class RedisBus(InProcessBus):
     """Redis pub/sub between processes; one listener task per process."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, start_timeout: float = 10.0) -> None:
         super().__init__()
         from redis.asyncio import Redis
 
         self._redis = Redis.from_url(redis_url)
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._start_timeout = start_timeout
 
     async def start(self) -> None:
+        """Subscribe the listener; raise `ConnectionError` if Redis cannot be reached."""
         self._listener = asyncio.create_task(self._listen(), name="event-bus-listener")
-        await asyncio.wait_for(self._ready.wait(), timeout=10)
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=self._start_timeout)
+        except TimeoutError:
+            # Without this the listener would keep retrying forever in a process that failed
+            # to start.
+            await self.close()
+            raise ConnectionError(
+                f"the event bus could not subscribe to Redis within {self._start_timeout:g} s"
+            ) from None
 
     async def close(self) -> None:
         if self._listener is not None:

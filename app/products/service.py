@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from tortoise.router import router
 
 from app.auth.principal import Principal
 from app.errors import InvalidInput, NotFound
@@ -104,7 +105,41 @@ async def list_products(
 async def get_product(actor: Principal, product_id: str) -> Product:
     """One product; another account's id is a 404 like a missing one."""
     actor.require("products:read")
-    return await _load(actor, product_id)
+    product = await _read(actor, product_id) if is_valid_id(product_id, "prod") else None
+    if product is None:
+        raise NotFound(f"No such product: {product_id}", param="id")
+    return product
+
+
+# `GET /v1/products/:id` is the API's hottest read, and Tortoise builds and renders a fresh query
+# tree on every call (~130 µs of CPU, a fifth of the whole request on PostgreSQL). So the read
+# `_load` would run is rendered once per dialect and environment, with placeholder values, and
+# then executed through the ORM's own executor with the real values: the same SQL, and rows
+# become models exactly as `QuerySet` makes them.
+_ACCOUNT_SLOT, _PRODUCT_SLOT = "\x00account", "\x00product"
+_read_templates: dict[tuple[str, str], tuple[str, list[Any], int, int]] = {}
+
+
+async def _read(actor: Principal, product_id: str) -> Product | None:
+    db = router.db_for_read(Product) or Product._meta.db
+    key = (db.capabilities.dialect, str(actor.environment))
+    template = _read_templates.get(key)
+    if template is None:
+        query: Any = (
+            Product.filter(account_id=_ACCOUNT_SLOT, environment=actor.environment)
+            .filter(id=_PRODUCT_SLOT)
+            .using_db(db)
+            .first()
+        )
+        query.sql()  # builds `query.query`
+        sql, values = query.query.get_parameterized_sql()
+        template = (sql, values, values.index(_ACCOUNT_SLOT), values.index(_PRODUCT_SLOT))
+        _read_templates[key] = template
+    sql, values, account_at, product_at = template
+    values = list(values)
+    values[account_at], values[product_at] = actor.account_id, product_id
+    rows = await db.executor_class(model=Product, db=db).execute_select(sql, values)
+    return rows[0] if rows else None
 
 
 async def _load(actor: Principal, product_id: str, *, connection: Any = None) -> Product:

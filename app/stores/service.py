@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -23,7 +24,29 @@ from app.ids import is_valid_id, new_id
 from app.pagination import Page, PageParams, paginate
 from app.stores.models import Platform, Store
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+def _printable(value: str) -> str:
+    # PostgreSQL rejects NUL in text and JSON; no control character belongs in a name.
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _store_url(url: AnyHttpUrl) -> AnyHttpUrl:
+    if url.username is not None or url.password is not None:
+        raise ValueError("must not embed credentials; send them in `credentials`")
+    if len(str(url).rstrip("/")) > 500:
+        raise ValueError("must be at most 500 characters")
+    return url
+
+
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_printable),
+]
+FilterValue = Annotated[str, StringConstraints(max_length=20), AfterValidator(_printable)]
+StoreUrl = Annotated[AnyHttpUrl, AfterValidator(_store_url)]
 Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
@@ -46,12 +69,8 @@ class StoreFilters(BaseModel):
     """Which products this store lists (empty = everything)."""
 
     model_config = ConfigDict(extra="forbid")
-    metals: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
-        default_factory=list, max_length=20
-    )
-    services: list[Annotated[str, StringConstraints(max_length=20)]] = Field(
-        default_factory=list, max_length=20
-    )
+    metals: list[FilterValue] = Field(default_factory=list, max_length=20)
+    services: list[FilterValue] = Field(default_factory=list, max_length=20)
     min_cost: Annotated[Decimal, Field(ge=0)] | None = None
     max_cost: Annotated[Decimal, Field(ge=0)] | None = None
 
@@ -78,7 +97,7 @@ class StoreCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Name
     platform: Platform
-    url: AnyHttpUrl
+    url: StoreUrl
     credentials: dict[str, Any]
     sync_enabled: bool = True
     settings: StoreSettings = Field(default_factory=StoreSettings)
@@ -89,7 +108,7 @@ class StoreChanges(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
-    url: AnyHttpUrl | None = None
+    url: StoreUrl | None = None
     credentials: dict[str, Any] | None = None
     sync_enabled: bool | None = None
     settings: StoreSettings | None = None
@@ -109,7 +128,9 @@ def validate_credentials(platform: Platform, credentials: dict[str, Any]) -> dic
     except ValueError as exc:
         fields = ", ".join(model.model_fields)
         raise InvalidInput(
-            f"{platform.value} credentials need exactly: {fields}.", param="credentials"
+            f"{platform.value} credentials need exactly: {fields}.",
+            code="parameter_invalid",
+            param="credentials",
         ) from exc
 
 

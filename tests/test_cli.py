@@ -1,0 +1,264 @@
+"""The `syncauction` console script, run for real in subprocesses against a temporary SQLite
+data directory: what an operator types and what a script parsing `--json` relies on (one JSON
+object as the last line of stdout; errors on stderr with a non-zero exit status)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _script() -> str:
+    beside = Path(sys.executable).with_name("syncauction")
+    found = str(beside) if beside.exists() else shutil.which("syncauction")
+    assert found, "the `syncauction` console script is not installed (pip install -e .)"
+    return found
+
+
+SCRIPT = _script()
+
+
+def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """The caller's environment without any SYNCAUCTION_* setting, pointed at `data_dir`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCAUCTION_")}
+    env.update(
+        SYNCAUCTION_DATA_DIR=str(data_dir), SYNCAUCTION_ENV="development", PYTHONUNBUFFERED="1"
+    )
+    env.update(extra)
+    return env
+
+
+def run(data_dir: Path, *args: str, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [SCRIPT, *args],
+        env=env or cli_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok_json(data_dir: Path, *args: str) -> dict:
+    """Run with --json, require success, and return the JSON object on the last line."""
+    result = run(data_dir, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines, f"no output; stderr: {result.stderr}"
+    payload = json.loads(lines[-1])
+    assert isinstance(payload, dict)
+    return payload
+
+
+def fails(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run with --json, require a failure reported on stderr only; return stderr."""
+    result = run(data_dir, *args, "--json", env=env)
+    assert result.returncode != 0, result.stdout
+    assert result.stderr.strip(), "an error must be explained on stderr"
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.strip() == "", f"nothing may be printed on stdout: {result.stdout!r}"
+    return result.stderr
+
+
+def database_bytes(data_dir: Path) -> bytes:
+    """Everything SQLite keeps on disk for the database (main file, WAL and journal)."""
+    files = sorted(data_dir.glob("syncauction.sqlite3*"))
+    assert files
+    return b"".join(f.read_bytes() for f in files)
+
+
+def sqlite_dump(data_dir: Path) -> str:
+    conn = sqlite3.connect(data_dir / "syncauction.sqlite3")
+    try:
+        return "\n".join(conn.iterdump())
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "data"
+    assert ok_json(path, "migrate") == {"migrated": True}
+    return path
+
+
+@pytest.fixture(scope="module")
+def professional(data_dir: Path) -> str:
+    return ok_json(data_dir, "accounts", "create", "--name", "Pro Coins", "--plan", "professional")[
+        "id"
+    ]
+
+
+@pytest.fixture(scope="module")
+def starter(data_dir: Path) -> str:
+    return ok_json(data_dir, "accounts", "create", "--name", "Small Coins", "--plan", "starter")[
+        "id"
+    ]
+
+
+def test_migrate_creates_the_database_and_can_run_again(data_dir: Path):
+    # The module fixture migrated a directory that did not exist yet; running again is a no-op.
+    assert (data_dir / "syncauction.sqlite3").is_file()
+    again = run(data_dir, "migrate")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "migrations applied"
+
+
+def test_accounts_create_prints_the_new_id_as_the_last_json_line(data_dir: Path):
+    created = ok_json(data_dir, "accounts", "create", "--name", "Morgan & Co", "--plan", "starter")
+    assert created["id"].startswith("acct_")
+    assert created["plan"] == "starter" and created["name"] == "Morgan & Co"
+    big = ok_json(
+        data_dir,
+        "accounts",
+        "create",
+        "--name",
+        "Big",
+        "--plan",
+        "enterprise",
+        "--rate-limit",
+        "1200",
+    )
+    listed = {a["id"]: a for a in ok_json(data_dir, "accounts", "list")["accounts"]}
+    assert listed[created["id"]]["rate_limit"] == 100
+    assert listed[big["id"]]["rate_limit"] == 1200
+
+
+def test_accounts_create_refuses_bad_input_on_stderr(data_dir: Path):
+    refused = {
+        "Gold": (["--plan", "gold"], "invalid choice"),
+        "Starter custom": (["--plan", "starter", "--rate-limit", "50"], "enterprise"),
+    }
+    for name, (args, message) in refused.items():
+        assert message in fails(data_dir, "accounts", "create", "--name", name, *args)
+    names = {a["name"] for a in ok_json(data_dir, "accounts", "list")["accounts"]}
+    assert not names & refused.keys()
+
+
+def test_keys_create_for_a_professional_account(data_dir: Path, professional: str):
+    new_key = ["keys", "create", "--account", professional, "--scopes", "read,write", "--mode"]
+    live = ok_json(data_dir, *new_key, "live")
+    test = ok_json(data_dir, *new_key, "test")
+    assert live["key"].startswith("sa_live_") and len(live["key"]) > 30
+    assert test["key"].startswith("sa_test_") and len(test["key"]) > 30
+    assert live["key"] != test["key"]
+    assert live["id"].startswith("key_") and test["id"].startswith("key_")
+    assert live["scopes"] == ["read", "write"] == test["scopes"]
+    assert (live["environment"], test["environment"]) == ("live", "sandbox")
+
+
+def test_starter_keys_are_live_and_read_only(data_dir: Path, starter: str):
+    assert "sandbox" in fails(data_dir, "keys", "create", "--account", starter, "--mode", "test")
+    assert "read" in fails(
+        data_dir, "keys", "create", "--account", starter, "--mode", "live", "--scopes", "read,write"
+    )
+    key = ok_json(data_dir, "keys", "create", "--account", starter, "--mode", "live")
+    assert key["scopes"] == ["read"] and key["key"].startswith("sa_live_")
+
+
+def test_keys_list_masks_keys_and_the_database_keeps_only_a_hash(data_dir: Path, professional: str):
+    # Without --json the new key is shown once, on its own last line, for a human to copy.
+    created = run(data_dir, "keys", "create", "--account", professional, "--mode", "live")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("sa_live_")
+    masked = f"sa_live_…{secret[-4:]}"
+
+    listed = run(data_dir, "keys", "list", "--account", professional, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert secret not in listed.stdout
+    keys = json.loads(listed.stdout.splitlines()[-1])["keys"]
+    [entry] = [k for k in keys if k["key"] == masked]
+    assert entry["account"] == professional and entry["revoked"] is False
+    assert {k["account"] for k in keys} == {professional}
+
+    human = run(data_dir, "keys", "list")
+    assert human.returncode == 0, human.stderr
+    assert masked in human.stdout
+    assert secret not in human.stdout
+
+    raw = database_bytes(data_dir)
+    assert secret.encode() not in raw and secret[8:].encode() not in raw
+
+
+def test_keys_revoke_marks_the_key_revoked(data_dir: Path, professional: str):
+    created = ok_json(data_dir, "keys", "create", "--account", professional, "--mode", "test")
+    revoked = ok_json(data_dir, "keys", "revoke", created["id"])
+    assert revoked == {"id": created["id"], "revoked": True}
+    keys = {k["id"]: k for k in ok_json(data_dir, "keys", "list")["keys"]}
+    assert keys[created["id"]]["revoked"] is True
+    assert "key_nope" in fails(data_dir, "keys", "revoke", "key_nope")
+
+
+def test_stores_create_keeps_credentials_encrypted_at_rest(data_dir: Path, professional: str):
+    consumer_key = "ck_4b1f0e2d9c8a7b6f5e4d3c2b1a0f9e8d7c6b5a4f"
+    consumer_secret = "cs_9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"
+    store = ok_json(
+        data_dir,
+        "stores",
+        "create",
+        "--account",
+        professional,
+        "--platform",
+        "woocommerce",
+        "--name",
+        "My WooCommerce Store",
+        "--url",
+        "https://shop.example.com",
+        "--consumer-key",
+        consumer_key,
+        "--consumer-secret",
+        consumer_secret,
+    )
+    assert store["id"].startswith("store_")
+    assert store["platform"] == "woocommerce"
+    token = "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"
+    shop = ok_json(
+        data_dir,
+        "stores",
+        "create",
+        "--account",
+        professional,
+        "--platform",
+        "shopify",
+        "--name",
+        "My Shopify Store",
+        "--url",
+        "https://coins.myshopify.com",
+        "--access-token",
+        token,
+    )
+    assert shop["id"].startswith("store_") and shop["platform"] == "shopify"
+
+    dump = sqlite_dump(data_dir)
+    assert store["id"] in dump and shop["id"] in dump  # the dump does hold the stores...
+    raw = database_bytes(data_dir)
+    for secret in (consumer_key, consumer_secret, token):  # ...but never their credentials
+        assert secret not in dump
+        assert secret.encode() not in raw
+
+
+def test_stores_create_refuses_bad_input(data_dir: Path, professional: str, starter: str):
+    woo = ["--platform", "woocommerce", "--name", "Shop", "--url", "https://shop.example.com"]
+    creds = ["--consumer-key", "ck_1", "--consumer-secret", "cs_1"]
+    assert "consumer_key" in fails(data_dir, "stores", "create", "--account", professional, *woo)
+    assert "acct_nope" in fails(
+        data_dir, "stores", "create", "--account", "acct_nope", *woo, *creds
+    )
+    # A starter account has no sandbox, so no sandbox store either.
+    assert "sandbox" in fails(
+        data_dir, "stores", "create", "--account", starter, "--mode", "test", *woo, *creds
+    )
+
+
+def test_configuration_errors_are_reported_without_a_traceback(tmp_path: Path):
+    production = cli_env(tmp_path, SYNCAUCTION_ENV="production")
+    assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "accounts", "list", env=production)
+    assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "serve", env=production)
+    assert "SYNCAUCTION_REDIS_URL" in fails(tmp_path, "worker")

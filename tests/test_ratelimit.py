@@ -1,0 +1,299 @@
+"""Per-plan rate limits at the gateway: the `X-RateLimit-*` headers on every response of both
+APIs, 429 with `Retry-After`, separate budgets per (account, environment) and per client IP,
+and the switch that turns the limiter off."""
+
+from __future__ import annotations
+
+import time
+import types
+import uuid
+from decimal import Decimal
+
+import httpx
+import limits.aio.storage.memory
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.accounts import service as accounts
+from app.accounts.models import Plan
+from app.auth import service as keys
+from app.products.models import Product
+from app.ratelimit import RateLimiter
+from tests.conftest import TEST_REDIS_URL, Tenant, make_product, make_tenant, requires_redis
+
+
+def limit_headers(response: httpx.Response) -> tuple[int, int, int]:
+    h = response.headers
+    return int(h["x-ratelimit-limit"]), int(h["x-ratelimit-remaining"]), int(h["x-ratelimit-reset"])
+
+
+def assert_reset_about_a_minute_away(response: httpx.Response) -> None:
+    reset = int(response.headers["x-ratelimit-reset"])
+    now = time.time()
+    assert now + 55 <= reset <= now + 61, (reset, now)
+
+
+async def enterprise(name: str = "Big Mint", rate_limit: int = 5) -> Tenant:
+    account = await accounts.create_account(name=name, plan="enterprise", rate_limit=rate_limit)
+    live = await keys.create_key(account_id=account.id, mode="live")
+    live_read = await keys.create_key(account_id=account.id, mode="live", scopes=["read"])
+    test = await keys.create_key(account_id=account.id, mode="test")
+    return Tenant(account.id, Plan.ENTERPRISE, live.secret, test.secret, live_read.secret)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_headers_on_rest_success_and_errors_share_one_budget(client, tenant):
+    product = await make_product(tenant)
+    ok = await client.get("/v1/products", headers=tenant.headers())
+    assert ok.status_code == 200
+    assert limit_headers(ok)[:2] == (500, 499)
+    assert_reset_about_a_minute_away(ok)
+
+    missing = await client.get("/v1/products/prod_missing", headers=tenant.headers())
+    assert missing.status_code == 404
+    assert limit_headers(missing)[:2] == (500, 498)
+
+    invalid = await client.get("/v1/products?limit=0", headers=tenant.headers())
+    assert invalid.status_code == 400
+    assert limit_headers(invalid)[:2] == (500, 497)
+
+    forbidden = await client.put(
+        f"/v1/products/{product.id}", json={"price": 1}, headers=tenant.headers(tenant.live_read)
+    )
+    assert forbidden.status_code == 403
+    # A read-only key of the same account and environment draws on the same budget.
+    assert limit_headers(forbidden)[:2] == (500, 496)
+
+    no_route = await client.get("/v1/nowhere", headers=tenant.headers())
+    assert no_route.status_code == 404
+    assert limit_headers(no_route)[:2] == (500, 495)
+    # The reset is the same moment while the first request is the oldest in the window.
+    assert len({limit_headers(r)[2] for r in (ok, missing, invalid, forbidden, no_route)}) <= 2
+
+
+async def test_headers_on_graphql_responses_share_the_rest_budget(client, tenant):
+    rest = await client.get("/v1/products", headers=tenant.headers())
+    assert limit_headers(rest)[:2] == (500, 499)
+    gql = await client.post("/graphql", json={"query": "{ me { id } }"}, headers=tenant.headers())
+    assert gql.status_code == 200 and gql.json()["data"]["me"]["id"] == tenant.account_id
+    assert limit_headers(gql)[:2] == (500, 498)
+    assert_reset_about_a_minute_away(gql)
+
+    failing = await client.post(
+        "/graphql",
+        json={"query": '{ product(id: "prod_missing") { id } }'},
+        headers=tenant.headers(),
+    )
+    assert failing.json()["errors"][0]["extensions"]["code"] == "resource_missing"
+    assert limit_headers(failing)[:2] == (500, 497)
+
+    invalid = await client.post("/graphql", json={"query": "{ nope }"}, headers=tenant.headers())
+    assert "errors" in invalid.json()
+    assert limit_headers(invalid)[:2] == (500, 496)
+
+    via_get = await client.get(
+        "/graphql", params={"query": "{ me { id } }"}, headers=tenant.headers()
+    )
+    assert via_get.status_code == 200
+    assert limit_headers(via_get)[:2] == (500, 495)
+
+
+async def test_unauthenticated_requests_draw_on_a_per_ip_budget(app, client, tenant, settings):
+    first = await client.get("/v1/products")
+    assert first.status_code == 401
+    assert limit_headers(first)[:2] == (60, 59)
+    assert_reset_about_a_minute_away(first)
+    second = await client.post("/graphql", json={"query": "{ me { id } }"})
+    assert second.status_code == 401
+    assert limit_headers(second)[:2] == (60, 58)
+    unknown_key = await client.get("/v1/products", headers=bearer("sa_live_" + "x" * 32))
+    assert unknown_key.status_code == 401
+    assert limit_headers(unknown_key)[:2] == (60, 57)
+    # Authenticated traffic from the same IP uses the account's budget instead.
+    authed = await client.get("/v1/products", headers=tenant.headers())
+    assert limit_headers(authed)[:2] == (500, 499)
+    # Another client IP has its own budget.
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 4711))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as other:
+        elsewhere = await other.get("/v1/products")
+    assert elsewhere.status_code == 401
+    assert limit_headers(elsewhere)[:2] == (60, 59)
+
+
+async def test_an_exhausted_ip_budget_answers_429_even_to_bad_keys(client, tenant, settings):
+    settings.unauthenticated_rate_limit = 3
+    statuses = [
+        (await client.get("/v1/products", headers=bearer(f"sa_live_guess{i:027d}"))).status_code
+        for i in range(3)
+    ]
+    assert statuses == [401, 401, 401]
+    for response in (
+        await client.get("/v1/products", headers=bearer("sa_live_guess" + "9" * 27)),
+        await client.get("/v1/products"),
+    ):
+        assert response.status_code == 429
+        assert limit_headers(response)[:2] == (3, 0)
+        assert 1 <= int(response.headers["retry-after"]) <= 61
+        assert "www-authenticate" not in response.headers
+        assert response.json()["error"]["type"] == "rate_limited"
+    graphql = await client.post("/graphql", json={"query": "{ me { id } }"})
+    assert graphql.status_code == 429
+    assert graphql.json()["errors"][0]["extensions"]["code"] == "rate_limit_exceeded"
+    # A valid key is not affected by the IP's budget.
+    assert (await client.get("/v1/products", headers=tenant.headers())).status_code == 200
+
+
+async def test_enterprise_custom_limit_429_on_request_six(client, tenant):
+    big = await enterprise(rate_limit=5)
+    responses = [await client.get("/v1/products", headers=big.headers()) for _ in range(5)]
+    assert [r.status_code for r in responses] == [200] * 5
+    assert [limit_headers(r)[:2] for r in responses] == [(5, 4), (5, 3), (5, 2), (5, 1), (5, 0)]
+    assert "retry-after" not in responses[-1].headers
+
+    sixth = await client.get("/v1/products", headers=big.headers())
+    assert sixth.status_code == 429
+    limit, remaining, reset = limit_headers(sixth)
+    assert (limit, remaining) == (5, 0)
+    assert_reset_about_a_minute_away(sixth)
+    retry_after = int(sixth.headers["retry-after"])
+    assert 55 <= retry_after <= 61
+    assert abs((time.time() + retry_after) - reset) <= 2
+    error = sixth.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "rate_limited",
+        "rate_limit_exceeded",
+        None,
+    )
+    assert "5 requests per minute" in error["message"]
+    assert sixth.headers["x-request-id"].startswith("req_")
+
+    # Every key of the same account and environment is out of budget, on both APIs.
+    read_key = await client.get("/v1/products", headers=big.headers(big.live_read))
+    assert read_key.status_code == 429
+    gql = await client.post("/graphql", json={"query": "{ me { id } }"}, headers=big.headers())
+    assert gql.status_code == 429
+    assert gql.headers["retry-after"]
+    assert gql.json()["data"] is None
+    assert gql.json()["errors"][0]["extensions"]["code"] == "rate_limit_exceeded"
+
+    # The sandbox key of the same account has its own budget.
+    sandbox = await client.get("/v1/products", headers=big.headers(big.test))
+    assert sandbox.status_code == 200
+    assert limit_headers(sandbox)[:2] == (5, 4)
+    # Other accounts are unaffected.
+    other = await client.get("/v1/products", headers=tenant.headers())
+    assert other.status_code == 200
+    assert limit_headers(other)[:2] == (500, 499)
+    neighbour = await enterprise(name="Other Mint", rate_limit=5)
+    again = await client.get("/v1/products", headers=neighbour.headers())
+    assert again.status_code == 200
+    assert limit_headers(again)[:2] == (5, 4)
+
+
+async def test_a_rejected_write_does_not_run(client):
+    big = await enterprise(rate_limit=2)
+    product = await make_product(big)
+    for _ in range(2):
+        assert (await client.get("/v1/products", headers=big.headers())).status_code == 200
+    response = await client.put(
+        f"/v1/products/{product.id}", json={"price": 1.00}, headers=big.headers()
+    )
+    assert response.status_code == 429
+    assert (await Product.get(id=product.id)).price == Decimal("430.50")
+
+
+async def test_budget_returns_when_the_window_moves(client, monkeypatch):
+    big = await enterprise(rate_limit=2)
+    offset = 0.0
+    fake = types.SimpleNamespace(time=lambda: time.time() + offset)
+    monkeypatch.setattr(limits.aio.storage.memory, "time", fake)
+    for _ in range(2):
+        assert (await client.get("/v1/products", headers=big.headers())).status_code == 200
+    blocked = await client.get("/v1/products", headers=big.headers())
+    assert blocked.status_code == 429
+    reset = limit_headers(blocked)[2]
+
+    offset = (reset - 2) - time.time()  # two seconds before the advertised reset
+    still = await client.get("/v1/products", headers=big.headers())
+    assert still.status_code == 429
+
+    offset = (reset + 0.5) - time.time()  # just after it
+    back = await client.get("/v1/products", headers=big.headers())
+    assert back.status_code == 200
+    # Both first hits are out of the moving window by now (they were < 1 s apart).
+    assert limit_headers(back)[:2] == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [(Plan.STARTER, 100), (Plan.PROFESSIONAL, 500), (Plan.ENTERPRISE, 2000)],
+)
+async def test_limit_header_follows_the_plan(client, plan, expected):
+    tenant = await make_tenant(plan, name=f"{plan.value} coins")
+    response = await client.get("/v1/products", headers=tenant.headers())
+    assert response.status_code == 200
+    assert limit_headers(response)[:2] == (expected, expected - 1)
+
+
+async def test_disabled_rate_limit_removes_the_limiter(settings):
+    from app.main import create_app
+
+    keys.forget_cached_principals()
+    off = settings.model_copy(update={"rate_limit_enabled": False})
+    application = create_app(off)
+    assert application.limiter is None
+    async with LifespanManager(application):
+        big = await enterprise(rate_limit=1)
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            responses = [await c.get("/v1/products", headers=big.headers()) for _ in range(5)]
+            unauthenticated = await c.get("/v1/products")
+    assert [r.status_code for r in responses] == [200] * 5
+    assert unauthenticated.status_code == 401
+    for response in (*responses, unauthenticated):
+        assert not any(name.startswith("x-ratelimit") for name in response.headers)
+        assert "retry-after" not in response.headers
+        assert response.headers["x-request-id"].startswith("req_")
+
+
+@requires_redis
+async def test_redis_storage_is_one_budget_for_every_limiter():
+    """Two limiters on the same Redis (two API processes) draw on one moving window."""
+    namespace = f"test-{uuid.uuid4().hex}"
+    first = RateLimiter(TEST_REDIS_URL, namespace=namespace)
+    second = RateLimiter(TEST_REDIS_URL, namespace=namespace)
+    key = f"acct:acct_{uuid.uuid4().hex}:live"
+    try:
+        results = [await (first if i % 2 else second).hit(key, 3) for i in range(5)]
+        assert [r.allowed for r in results] == [True, True, True, False, False]
+        assert [r.remaining for r in results] == [2, 1, 0, 0, 0]
+        assert results[3].headers()[-1][0] == b"retry-after"
+        # Another key (the sandbox budget) is untouched.
+        other = await first.hit(key.replace(":live", ":sandbox"), 3)
+        assert (other.allowed, other.remaining) == (True, 2)
+    finally:
+        await first.reset()
+        await first.close()
+        await second.close()
+
+
+async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch):
+    """Redis going away must not take the API down: requests pass, without limit headers."""
+    from app.main import create_app
+
+    async def broken_hit(self, key, per_minute):
+        raise ConnectionError("limiter store unreachable")
+
+    monkeypatch.setattr(RateLimiter, "hit", broken_hit)
+    application = create_app(settings)
+    async with LifespanManager(application):
+        tenant = await make_tenant()
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            response = await client.get("/v1/products", headers=tenant.headers())
+    assert response.status_code == 200
+    assert response.json()["data"] == []
+    assert "x-ratelimit-limit" not in response.headers
