@@ -8,13 +8,18 @@ process draws on one budget (the moving window is a Lua script: exact under conc
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from redis.exceptions import NoScriptError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +44,130 @@ class RateLimitResult:
         return headers
 
 
+# One round trip instead of two: the `limits` moving-window acquire script followed by its
+# window-stats script, run as one script on the same list `limits` keeps (same key, same entry
+# format), so `limits`' own reads, clears and resets keep working on it.
+_ACQUIRE_WITH_STATS = """
+local timestamp = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local expiry = tonumber(ARGV[3])
+local acquired = 0
+local entry = redis.call('lindex', KEYS[1], limit - 1)
+if not (entry and tonumber(entry) >= timestamp - expiry) then
+    redis.call('lpush', KEYS[1], timestamp)
+    redis.call('ltrim', KEYS[1], 0, limit - 1)
+    redis.call('expire', KEYS[1], expiry)
+    acquired = 1
+end
+local target = timestamp - expiry
+local low, high, index = 0, redis.call('llen', KEYS[1]) - 1, nil
+while low <= high do
+    local mid = math.floor((low + high) / 2)
+    local value = tonumber(redis.call('lindex', KEYS[1], mid))
+    if value and value >= target then
+        index = mid
+        low = mid + 1
+    else
+        high = mid - 1
+    end
+end
+if index then
+    return {acquired, tostring(redis.call('lindex', KEYS[1], index)), index + 1}
+end
+return {acquired, tostring(timestamp), 0}
+"""
+
+
+class _ScriptBatcher:
+    """Sends the limiter's script for many requests in one pipelined round trip.
+
+    redis-py spends ~150 µs of CPU on a standalone call and ~20 µs per command in a pipeline.
+    One pipeline is in flight at a time: calls that arrive meanwhile wait for it and then go
+    together, so an idle server adds no latency and a busy one sends large batches. Each script
+    call stays atomic on its own, so the budget is exact."""
+
+    def __init__(self, client: Any, source: str) -> None:
+        self.client = client
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._busy = False
+
+    async def call(self, key: str, *args: Any) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((key, args, future))
+        if not self._busy:
+            self._busy = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            self._busy = False
+            return
+        task = asyncio.create_task(self._send(batch))
+        task.add_done_callback(lambda _task: self._flush())
+
+    async def _send(self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._execute(batch)
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, _, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    async def _execute(
+        self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
+    ) -> list[Any]:
+        for _ in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for key, args, _ in batch:
+                pipe.evalsha(self.sha, 1, key, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:  # first use, or Redis restarted / flushed its scripts
+                await self.client.script_load(self.source)
+        raise RuntimeError("the rate-limit script could not be loaded into Redis")
+
+
+class _MemoryStorage(MemoryStorage):
+    """`limits`' memory storage, with its expiry sweep run at most once a second.
+
+    Upstream schedules the sweep again on every hit as soon as the previous one has finished,
+    and each sweep hops to a worker thread once per key: under steady traffic that background
+    churn cost more than the rate limiting itself. Expired entries never count either way (the
+    moving window compares timestamps); the sweep only frees memory, so once a second is plenty.
+    """
+
+    SWEEP_INTERVAL = 1.0
+    _last_sweep = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now - self._last_sweep < self.SWEEP_INTERVAL:
+            return
+        self._last_sweep = now
+        await super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class RateLimiter:
     def __init__(self, redis_url: str | None, *, namespace: str = "syncauction") -> None:
+        self._script = None
         if redis_url:
             uri = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             self.storage = storage_from_string(
                 uri, implementation="redispy", key_prefix=f"{namespace}:rl"
             )
+            bridge = self.storage.bridge  # type: ignore[attr-defined]
+            self._script = _ScriptBatcher(bridge.get_connection(), _ACQUIRE_WITH_STATS)
+            self._prefixed = bridge.prefixed_key
         else:
-            self.storage = storage_from_string("async+memory://")
+            self.storage = _MemoryStorage()
         self.strategy = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
         self._items: dict[int, RateLimitItemPerMinute] = {}
 
@@ -58,9 +178,19 @@ class RateLimiter:
         return item
 
     async def hit(self, key: str, per_minute: int) -> RateLimitResult:
+        """Take one request from `key`'s budget; the result says whether it was allowed and
+        what is left (for the headers)."""
         item = self._item(per_minute)
-        allowed = await self.strategy.hit(item, key)
-        reset, remaining = await self.strategy.get_window_stats(item, key)
+        if self._script is not None:
+            expiry = item.get_expiry()
+            acquired, oldest, count = await self._script.call(
+                self._prefixed(item.key_for(key)), time.time(), per_minute, expiry
+            )
+            allowed = bool(acquired)
+            reset, remaining = float(oldest) + expiry, per_minute - int(count)
+        else:
+            allowed = await self.strategy.hit(item, key)
+            reset, remaining = await self.strategy.get_window_stats(item, key)
         return RateLimitResult(
             allowed=allowed, limit=per_minute, remaining=max(0, remaining), reset=math.ceil(reset)
         )

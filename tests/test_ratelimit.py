@@ -274,6 +274,10 @@ async def test_redis_storage_is_one_budget_for_every_limiter():
         # Another key (the sandbox budget) is untouched.
         other = await first.hit(key.replace(":live", ":sandbox"), 3)
         assert (other.allowed, other.remaining) == (True, 2)
+        # The one-round-trip script keeps the window `limits` itself reads.
+        stats = await first.strategy.get_window_stats(first._item(3), key)
+        assert stats.remaining == 0
+        assert abs(stats.reset_time - results[-1].reset) < 1
     finally:
         await first.reset()
         await first.close()
@@ -297,3 +301,27 @@ async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch):
     assert response.status_code == 200
     assert response.json()["data"] == []
     assert "x-ratelimit-limit" not in response.headers
+
+
+@requires_redis
+async def test_concurrent_checks_share_one_round_trip_and_stay_exact():
+    """Checks arriving together go to Redis in one pipeline; each is still atomic, so exactly
+    `limit` pass and each sees its own remaining count. A Redis that lost its scripts (restart,
+    SCRIPT FLUSH) gets the script loaded again transparently."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    admin = Redis.from_url(TEST_REDIS_URL)
+    try:
+        await admin.script_flush()
+        results = await asyncio.gather(*(limiter.hit("acct:batch:live", 10) for _ in range(25)))
+        allowed = [r for r in results if r.allowed]
+        assert len(allowed) == 10
+        assert sorted(r.remaining for r in allowed) == list(range(10))
+        assert all(r.remaining == 0 for r in results if not r.allowed)
+    finally:
+        await limiter.reset()
+        await limiter.close()
+        await admin.aclose()

@@ -521,3 +521,28 @@ async def test_graphql_unknown_store_and_read_only_key(client, tenant):
     ).json()
     assert body["errors"][0]["extensions"]["code"] == "insufficient_scope"
     assert await snapshot(store.id) == before
+
+
+async def test_put_settings_merges_into_the_current_settings(client, tenant):
+    store = await make_store(
+        tenant,
+        settings={"sold_lots": "delete", "filters": {"metals": ["Gold"], "max_cost": "100"}},
+    )
+    url = f"/v1/stores/{store.id}"
+    response = await client.put(
+        url, json={"settings": {"filters": {"min_cost": 25}}}, headers=tenant.headers()
+    )
+    assert response.status_code == 200, response.text
+    settings = response.json()["data"]["settings"]
+    assert settings["sold_lots"] == "delete"
+    assert settings["filters"]["metals"] == ["Gold"]
+    assert (settings["filters"]["min_cost"], settings["filters"]["max_cost"]) == (25, 100)
+
+    # The merged result must hold as a whole: a minimum above the stored maximum is refused.
+    response = await client.put(
+        url, json={"settings": {"filters": {"min_cost": 500}}}, headers=tenant.headers()
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "settings.filters"
+    stored = await Store.get(id=store.id)
+    assert Decimal(str(stored.settings["filters"]["min_cost"])) == Decimal("25")

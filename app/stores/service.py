@@ -13,13 +13,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from app import runtime
 from app.auth.principal import Principal
-from app.errors import InvalidInput, NotFound
+from app.errors import InvalidInput, NotFound, from_validation_error
 from app.ids import is_valid_id, new_id
 from app.pagination import Page, PageParams, paginate
 from app.stores.models import Platform, Store
@@ -104,7 +105,8 @@ class StoreCreate(BaseModel):
 
 
 class StoreChanges(BaseModel):
-    """Partial update; `credentials` replaces the stored ones as a whole."""
+    """Partial update. `settings` is merged into the current settings (send only what changes);
+    `credentials` replaces the stored ones as a whole."""
 
     model_config = ConfigDict(extra="forbid")
     name: Name | None = None
@@ -119,6 +121,18 @@ class StoreChanges(BaseModel):
         if value is None:
             raise ValueError("may be omitted but not null")
         return value
+
+
+def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Apply a partial settings update: keys sent replace, keys left out stay (one level down
+    into `filters` too), and the result must be valid as a whole (e.g. min_cost <= max_cost)."""
+    merged = {**current, **{k: v for k, v in patch.items() if k != "filters"}}
+    if "filters" in patch:
+        merged["filters"] = {**current.get("filters", {}), **patch["filters"]}
+    try:
+        return StoreSettings.model_validate(merged).model_dump(mode="json")
+    except ValidationError as exc:
+        raise from_validation_error(exc, prefix="settings") from None
 
 
 def validate_credentials(platform: Platform, credentials: dict[str, Any]) -> dict[str, str]:
@@ -179,7 +193,7 @@ async def update_store(actor: Principal, store_id: str, *, changes: StoreChanges
         store.sync_enabled = bool(changes.sync_enabled)
         fields.append("sync_enabled")
     if "settings" in provided:
-        store.settings = changes.settings.model_dump(mode="json")  # type: ignore[union-attr]
+        store.settings = merge_settings(store.settings or {}, provided["settings"])
         fields.append("settings")
     if "credentials" in provided:
         credentials = validate_credentials(Platform(store.platform), changes.credentials or {})

@@ -1,0 +1,428 @@
+"""Shared benchmark plumbing: a throw-away PostgreSQL database with one tenant and product,
+uvicorn servers in subprocesses, the load generator in its own process, and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ADMIN_DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Traffic comes from TENANTS accounts at once, each with its own key and product, as a shared
+# API sees it: every account stays inside its own budget and its moving window holds about as
+# many entries as a real plan's (a few thousand at most). One account sending the whole load
+# would make every request scan a window of a hundred thousand entries, which no plan allows.
+TENANTS = 64
+ENTERPRISE_RATE_LIMIT = 100_000  # per account and minute: never reached in a run
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgres://", "postgresql://", 1)
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+@dataclass
+class Tenant:
+    account_id: str
+    api_key: str
+    product_id: str
+
+
+@dataclass
+class Fixture:
+    database: str
+    database_url: str
+    tenants: list[Tenant]
+
+    def requests(self) -> list[tuple[str, list[str]]]:
+        return [
+            (f"/v1/products/{t.product_id}", [f"Authorization: Bearer {t.api_key}"])
+            for t in self.tenants
+        ]
+
+
+async def _admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_dsn(ADMIN_DATABASE_URL))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_fixture(tenants: int = TENANTS) -> Fixture:
+    """A fresh migrated database with `tenants` enterprise accounts, each with a live key and
+    one product."""
+    from app import db, runtime
+    from app.accounts.models import Environment
+    from app.accounts.service import create_account
+    from app.auth.principal import Principal, expand_key_scopes
+    from app.auth.service import create_key
+    from app.config import Settings
+    from app.products.service import create_product
+
+    name = f"syncauction_bench_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = _with_database(ADMIN_DATABASE_URL, name)
+    try:
+        await db.migrate(url)
+        runtime.install(
+            Settings(
+                database_url=url,
+                secret_key="bench-secret-key-0123456789abcdef0123456789",
+                log_level="WARNING",
+                demo=False,
+            )
+        )
+        await db.init_orm(url)
+        made: list[Tenant] = []
+        try:
+            for number in range(tenants):
+                account = await create_account(
+                    name=f"Bench Coins {number}",
+                    plan="enterprise",
+                    rate_limit=ENTERPRISE_RATE_LIMIT,
+                )
+                key = await create_key(account_id=account.id, mode="live")
+                principal = Principal(
+                    account_id=account.id,
+                    environment=Environment.LIVE,
+                    scopes=expand_key_scopes(["write"]),
+                    plan=account.plan,
+                    rate_limit=ENTERPRISE_RATE_LIMIT,
+                )
+                product = await create_product(principal, lot=_bench_lot())
+                made.append(Tenant(account.id, key.secret, product.id))
+        finally:
+            await db.close_orm()
+    except BaseException:
+        await drop_database(name)
+        raise
+    return Fixture(name, url, made)
+
+
+def _bench_lot():  # type: ignore[no-untyped-def]
+    from app.products.service import LotInput
+
+    return LotInput(
+        ha_lot="3101-42017",
+        title="1921 Morgan Dollar MS65 PCGS",
+        description="Lustrous, well struck, a few light contact marks.",
+        cost=Decimal("374.35"),
+        price=Decimal("430.50"),
+        metal="Silver",
+        grade="MS65",
+        service="PCGS",
+        year=1921,
+        mint="P",
+        denomination="$1",
+        images=[
+            "https://img.example/3101-42017/obverse.jpg",
+            "https://img.example/3101-42017/reverse.jpg",
+        ],
+    )
+
+
+async def drop_database(name: str) -> None:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def forget_rate_limit_keys(account_ids: list[str]) -> int:
+    """The moving-window list would expire in a minute anyway; leave Redis as we found it."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        keys = [
+            key
+            for account_id in account_ids
+            async for key in client.scan_iter(match=f"*{account_id}*")
+        ]
+        if keys:
+            await client.delete(*keys)
+        return len(keys)
+    finally:
+        await client.aclose()
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    label: str
+    args: list[str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, log_dir: Path) -> None:
+        self.log_path = log_dir / f"{self.label.replace(' ', '_')}.log"
+        env = {**os.environ, "SYNCAUCTION_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(BENCH_DIR / "_server.py"),
+                    *self.args,
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.label} exited early:\n{self.log_tail()}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.label} did not become ready:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process and its children (uvicorn workers)."""
+        assert self.process is not None
+        total = 0.0
+        ticks = os.sysconf("SC_CLK_TCK")
+        for pid in _descendants(self.process.pid):
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += _descendants(int(child))
+    return found
+
+
+@contextlib.contextmanager
+def running(servers: list[Server]) -> Iterator[list[Server]]:
+    with tempfile.TemporaryDirectory(prefix="syncauction-bench-") as log_dir:
+        try:
+            for server in servers:
+                server.start(Path(log_dir))
+            for server in servers:
+                server.wait_ready()
+            yield servers
+        finally:
+            for server in servers:
+                server.stop()
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadConfig:
+    concurrency: int = 32
+    warmup: float = 1.0
+    duration: float = 2.0
+    rounds: int = 4
+    max_requests: int = 200_000
+
+
+@dataclass
+class Measurement:
+    label: str
+    ok: int = 0
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return self.ok / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        values = sorted(self.latencies_ms)
+        if not values:
+            return float("nan")
+        return values[min(len(values) - 1, max(0, round(fraction * len(values)) - 1))]
+
+
+def load(
+    server: Server,
+    requests: list[tuple[str, list[str]]],
+    config: LoadConfig,
+    into: Measurement,
+) -> None:
+    """One load-generator run against `server`, merged into `into`."""
+    command = [
+        sys.executable,
+        str(BENCH_DIR / "_loadgen.py"),
+        "--port",
+        str(server.port),
+        "--concurrency",
+        str(config.concurrency),
+        "--warmup",
+        str(config.warmup),
+        "--duration",
+        str(config.duration),
+        "--max-requests",
+        str(config.max_requests),
+        "--raw",
+    ]
+    for path, headers in requests:
+        command += ["--target", "\n".join([path, *headers])]
+    children_before = os.times()
+    server_before = server.cpu_seconds()
+    started = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, check=False)
+    wall = time.perf_counter() - started
+    server_after = server.cpu_seconds()
+    children_after = os.times()
+    if completed.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{completed.stderr.decode()}")
+    result = json.loads(completed.stdout)
+    into.ok += result["ok"]
+    into.requests += result["requests"]
+    into.errors += result["errors"]
+    into.seconds += result["seconds"]
+    for status, count in result["statuses"].items():
+        into.statuses[status] = into.statuses.get(status, 0) + count
+    into.latencies_ms += result["latencies_ms"]
+    into.samples.append(result["sample"])
+    # CPU shares over the whole run (warm-up included), as a fraction of one core.
+    client = (children_after.children_user + children_after.children_system) - (
+        children_before.children_user + children_before.children_system
+    )
+    into.client_cpu += client / wall * result["seconds"]
+    into.server_cpu += (server_after - server_before) / wall * result["seconds"]
+
+
+def measure(
+    targets: list[tuple[Server, Measurement]],
+    requests: list[tuple[str, list[str]]],
+    config: LoadConfig,
+) -> None:
+    """Interleave the targets round by round (rotating the order), so drift in the machine's
+    load hits every target alike and each ratio compares figures taken minutes apart at most."""
+    for round_no in range(config.rounds):
+        shift = round_no % len(targets)
+        for server, into in targets[shift:] + targets[:shift]:
+            load(server, requests, config, into)
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def environment_line(config: LoadConfig, workers: int) -> str:
+    loop = "uvloop" if _importable("uvloop") else "asyncio"
+    http = "httptools" if _importable("httptools") else "h11"
+    return (
+        f"Python {platform.python_version()}, {os.cpu_count()} CPU(s); uvicorn {workers} "
+        f"worker(s) per server, loop={loop}, http={http}, log level WARNING (app and uvicorn: "
+        f"per-request logs off); client: separate process, raw asyncio streams, "
+        f"{config.concurrency} keep-alive connections, {config.rounds} round(s) x "
+        f"{config.duration:g} s measured after {config.warmup:g} s warm-up per target"
+    )
+
+
+def load_average(when: str) -> str:
+    one, five, _ = os.getloadavg()
+    return (
+        f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min); other work on the machine "
+        "moves the absolute figures, the interleaved rounds keep the ratios comparable"
+    )
+
+
+def _importable(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+def table(measurements: list[Measurement]) -> str:
+    header = (
+        f"{'target':<34}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
+        f"{'200s':>9}{'non-200':>9}{'errors':>8}{'srv CPU':>9}{'cli CPU':>9}"
+    )
+    rows = [header, "-" * len(header)]
+    for m in measurements:
+        non_ok = m.requests - m.ok
+        srv = m.server_cpu / m.seconds if m.seconds else 0.0
+        cli = m.client_cpu / m.seconds if m.seconds else 0.0
+        rows.append(
+            f"{m.label:<34}{m.rps:>9.0f}{m.percentile(0.5):>9.2f}{m.percentile(0.95):>9.2f}"
+            f"{m.percentile(0.99):>9.2f}{m.ok:>9}{non_ok:>9}{m.errors:>8}{srv:>9.0%}{cli:>9.0%}"
+        )
+    return "\n".join(rows)
+
+
+def goal(name: str, description: str, value: float, minimum: float) -> bool:
+    verdict = "PASS" if value >= minimum else "MISS"
+    print(f"GOAL {name}: {description} = {value:.2f} (goal >= {minimum:.2f}) {verdict}")
+    return verdict == "PASS"
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
