@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_level="warning",
         timeout_graceful_shutdown=20,
         proxy_headers=True,
+        ws="websockets-sansio",
     )
 
 

@@ -58,13 +58,28 @@ class GraphQLApp(GraphQL):
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
             return
+        request = Request(scope, receive=receive)
         try:
-            response = await self.run(Request(scope, receive=receive))
+            await self._check_body(request)
+            response = await self.run(request)
         except GraphQLHTTPException as exc:
             code = _GRAPHQL_HTTP_ERROR_CODES.get(exc.status_code, "invalid_request")
             error = {"message": exc.reason, "extensions": {"code": code}}
             response = _json({"data": None, "errors": [error]}, exc.status_code)
         await response(scope, receive, send)
+
+    @staticmethod
+    async def _check_body(request: Request) -> None:
+        """A JSON body must be one object (Strawberry would fail on a string or a number)."""
+        content_type = request.headers.get("content-type", "")
+        if request.method != "POST" or not content_type.startswith("application/json"):
+            return
+        try:
+            data = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            return  # Strawberry answers this one itself, as a coded 400
+        if not isinstance(data, dict):
+            raise GraphQLHTTPException(400, "The body must be a JSON object.")
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         principal = (

@@ -8,11 +8,18 @@ from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import strawberry
+from graphql import OperationType
 from pydantic import BaseModel, ValidationError
 from strawberry.types import Info
 
 from app.auth.principal import Principal
-from app.errors import AuthenticationFailed, InvalidInput, from_validation_error, reject_nul
+from app.errors import (
+    AuthenticationFailed,
+    InvalidInput,
+    PermissionDenied,
+    from_validation_error,
+    reject_nul,
+)
 from app.pagination import MAX_LIMIT, Page, PageParams
 
 M = TypeVar("M", bound=BaseModel)
@@ -24,9 +31,21 @@ ObjectId = Annotated[strawberry.ID, strawberry.argument(description="The object'
 
 
 def actor(info: Info) -> Principal:
+    """The authenticated caller. Over a websocket only subscriptions run: queries and mutations
+    go over HTTP, where every request is rate limited and sees key revocation at once."""
     principal = info.context.get("principal")
     if principal is None:
         raise AuthenticationFailed("No API key provided.", code="missing_api_key")
+    request = info.context.get("request")
+    if (
+        request is not None
+        and request.scope["type"] == "websocket"
+        and info.operation.operation is not OperationType.SUBSCRIPTION
+    ):
+        raise PermissionDenied(
+            "Send queries and mutations over HTTP; the websocket carries subscriptions.",
+            code="subscriptions_only",
+        )
     return principal
 
 

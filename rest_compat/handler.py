@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
-from app.errors import Conflict, InvalidInput, from_validation_error, reject_nul
+from app.errors import InvalidInput, from_validation_error, reject_nul
+from app.idempotency import service as idempotency
 from app.pagination import Page
-from rest_compat import idempotency
 from rest_compat.table import Route
 
 
@@ -128,6 +128,9 @@ def starlette_routes(routes: list[Route]) -> list[StarletteRoute]:
     for path, methods in by_path.items():
         endpoints = {method: build_endpoint(route) for method, route in methods.items()}
 
+        if "GET" in endpoints:
+            endpoints["HEAD"] = endpoints["GET"]  # the server sends the headers, not the body
+
         async def dispatch(request: Request, endpoints=endpoints) -> Response:
             endpoint = endpoints.get(request.method)
             if endpoint is None:
@@ -138,7 +141,9 @@ def starlette_routes(routes: list[Route]) -> list[StarletteRoute]:
     return result
 
 
-class MethodNotAllowed(Conflict):
+class MethodNotAllowed(InvalidInput):
+    """405: the path exists, the method does not (the `Allow` header lists what does)."""
+
     status_code = 405
     error_type = "invalid_request"
     default_code = "method_not_allowed"

@@ -89,8 +89,14 @@ class SyncAuctionSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            if error_code(error) == "internal_error":
+            code = error_code(error)
+            if code == "internal_error":
                 logger.error("unexpected GraphQL error", exc_info=error.original_error or error)
+                error.message = "Internal server error."
+            # Set on the error itself so every transport (HTTP and websocket) sends the code.
+            error.extensions = {**(error.extensions or {}), "code": code}
+            if isinstance(error.original_error, DomainError) and error.original_error.param:
+                error.extensions["param"] = error.original_error.param
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:

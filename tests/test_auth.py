@@ -266,3 +266,26 @@ async def test_streamed_oversized_body_is_413_not_500(client, tenant):
     graphql = await client.post("/graphql", content=_chunks(2 * 1024 * 1024), headers=headers)
     assert graphql.status_code == 413
     assert (await Product.get(id=product.id)).description == ""
+
+
+async def test_a_downgraded_plan_applies_to_existing_keys(client):
+    from app.accounts.models import Account, Plan
+    from app.auth import service as key_service
+    from tests.conftest import make_product, make_tenant
+
+    tenant = await make_tenant(Plan.PROFESSIONAL)
+    product = await make_product(tenant)
+    await Account.filter(id=tenant.account_id).update(plan=Plan.STARTER)
+    key_service.forget_cached_principals()
+
+    read = await client.get(f"/v1/products/{product.id}", headers=tenant.headers())
+    assert read.status_code == 200
+    assert read.headers["x-ratelimit-limit"] == "100"
+    write = await client.put(
+        f"/v1/products/{product.id}", json={"title": "x"}, headers=tenant.headers()
+    )
+    assert write.status_code == 403
+    assert write.json()["error"]["code"] == "insufficient_scope"
+    sandbox = await client.get("/v1/products", headers=tenant.headers(tenant.test))
+    assert sandbox.status_code == 403
+    assert sandbox.json()["error"]["code"] == "plan_restriction"

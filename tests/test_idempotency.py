@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from app.accounts.models import Environment
 from app.auth import service as keys
 from app.auth.principal import Principal
-from app.events.models import IdempotencyRecord
+from app.idempotency.models import IdempotencyRecord
 from app.stores import service as stores
 from app.stores.models import Store
 from rest_compat.schemas import StoreObject

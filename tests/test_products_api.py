@@ -246,3 +246,30 @@ async def test_graphql_errors_carry_codes(client, tenant):
     assert body["errors"][0]["extensions"]["code"] == "parameter_invalid"
     assert body["errors"][0]["extensions"]["param"] == "input.price"
     assert (await Product.get(id=product.id)).price == Decimal("430.50")
+
+
+async def test_a_sold_product_cannot_be_put_back_on_sale(client, tenant):
+    product = await make_product(tenant)
+    await Product.filter(id=product.id).update(status="sold")
+    response = await client.put(
+        f"/v1/products/{product.id}", json={"status": "active"}, headers=tenant.headers()
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "product_sold"
+    assert (await Product.get(id=product.id)).status == "sold"
+    # Other edits (a note in the description) are still allowed.
+    ok = await client.put(
+        f"/v1/products/{product.id}",
+        json={"description": "Sold 2026-11-27."},
+        headers=tenant.headers(),
+    )
+    assert ok.status_code == 200 and ok.json()["data"]["status"] == "sold"
+
+
+async def test_negative_zero_price_is_zero(client, tenant):
+    product = await make_product(tenant)
+    response = await client.put(
+        f"/v1/products/{product.id}", json={"price": -0.0}, headers=tenant.headers()
+    )
+    assert response.status_code == 200
+    assert str(response.json()["data"]["price"]) == "0.0"

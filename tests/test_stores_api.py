@@ -546,3 +546,56 @@ async def test_put_settings_merges_into_the_current_settings(client, tenant):
     assert response.json()["error"]["param"] == "settings.filters"
     stored = await Store.get(id=store.id)
     assert Decimal(str(stored.settings["filters"]["min_cost"])) == Decimal("25")
+
+
+async def test_concurrent_updates_of_different_settings_both_land(client, tenant):
+    import asyncio as _asyncio
+
+    store = await make_store(tenant)
+    url = f"/v1/stores/{store.id}"
+    first, second = await _asyncio.gather(
+        client.put(url, json={"settings": {"sold_lots": "delete"}}, headers=tenant.headers()),
+        client.put(
+            url, json={"settings": {"filters": {"metals": ["Gold"]}}}, headers=tenant.headers()
+        ),
+    )
+    assert (first.status_code, second.status_code) == (200, 200)
+    settings = (await Store.get(id=store.id)).settings
+    assert settings["sold_lots"] == "delete"
+    assert settings["filters"]["metals"] == ["Gold"]
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://shop.example.com", "https"),
+        ("https://169.254.169.254/latest", "private"),
+        ("https://127.0.0.1:8443", "private"),
+        ("https://10.1.2.3", "private"),
+        ("https://[::1]", "private"),
+    ],
+)
+async def test_production_refuses_urls_into_our_own_network(settings, url, why):
+    """In production a store URL must be https on a public address (no SSRF via syncs)."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from app.main import create_app
+    from tests.conftest import make_tenant
+
+    production = settings.model_copy(update={"env": "production"})
+    application = create_app(production)
+    async with LifespanManager(application):
+        tenant = await make_tenant()
+        # A public address literal: validated without DNS (nothing is ever sent to it).
+        store = await make_store(tenant, url="https://93.184.215.14")
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            response = await c.put(
+                f"/v1/stores/{store.id}", json={"url": url}, headers=tenant.headers()
+            )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("url_not_allowed", "url")
+        assert why in error["message"]
+        assert (await Store.get(id=store.id)).url == "https://93.184.215.14"

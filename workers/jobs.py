@@ -4,15 +4,12 @@ the same function runs under arq (`syncauction worker`) and in the in-process ru
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.events.models import IdempotencyRecord
 from app.events.service import publish_pending_events
+from app.idempotency import service as idempotency
 
 logger = logging.getLogger("syncauction.jobs")
-
-IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
 async def publish_events_sweep(ctx: dict[str, Any]) -> int:
@@ -25,5 +22,4 @@ async def publish_events_sweep(ctx: dict[str, Any]) -> int:
 
 async def purge_idempotency_records(ctx: dict[str, Any]) -> int:
     """Forget `Idempotency-Key` responses older than 24 hours."""
-    cutoff = datetime.now(UTC) - IDEMPOTENCY_TTL
-    return await IdempotencyRecord.filter(created_at__lt=cutoff).delete()
+    return await idempotency.purge_expired()

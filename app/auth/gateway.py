@@ -91,6 +91,8 @@ class ApiGateway:
                 www_authenticate = (
                     REALM if authorization is None else f'{REALM}, error="invalid_token"'
                 )
+            except DomainError as exc:  # e.g. a test key of a plan without sandbox
+                error = exc
             except Exception:
                 logger.exception("authentication backend unavailable")
                 error = ServiceUnavailable(

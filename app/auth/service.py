@@ -116,10 +116,20 @@ async def authenticate_api_key(raw_key: str) -> Principal:
         _principal_cache.pop(key_hash, None)
         raise AuthenticationFailed("Invalid API key provided.", code="invalid_api_key")
     account = api_key.account
+    environment = Environment(api_key.environment)
+    # The plan is checked on every use, not only when the key was made: a downgraded account
+    # keeps its keys but loses what its new plan does not include.
+    features = PLANS[account.plan]
+    if environment is Environment.SANDBOX and not features.sandbox:
+        raise PermissionDenied(
+            f"The {account.plan.value} plan has no sandbox; test keys are paused.",
+            code="plan_restriction",
+        )
+    allowed_scopes = [scope for scope in api_key.scopes if scope in features.key_scopes]
     principal = Principal(
         account_id=account.id,
-        environment=Environment(api_key.environment),
-        scopes=expand_key_scopes(api_key.scopes) | frozenset({"account:read"}),
+        environment=environment,
+        scopes=expand_key_scopes(allowed_scopes) | frozenset({"account:read"}),
         plan=account.plan,
         rate_limit=rate_limit_for(account.plan, account.rate_limit),
         credential_id=api_key.id,

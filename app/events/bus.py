@@ -90,7 +90,12 @@ class RedisBus(InProcessBus):
         super().__init__()
         from redis.asyncio import Redis
 
-        self._redis = Redis.from_url(redis_url)
+        # Publishing is on the request path: bounded waits. The listener's connection idles
+        # between events by design, so it gets no read timeout, only health checks.
+        self._redis = Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._listen_redis = Redis.from_url(
+            redis_url, socket_connect_timeout=2, health_check_interval=30
+        )
         self._listener: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._start_timeout = start_timeout
@@ -114,6 +119,7 @@ class RedisBus(InProcessBus):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self._redis.aclose()
+        await self._listen_redis.aclose()
         await super().close()
 
     async def publish(self, message: dict[str, Any]) -> None:
@@ -121,7 +127,7 @@ class RedisBus(InProcessBus):
 
     async def _listen(self) -> None:
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = self._listen_redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
                 self._ready.set()

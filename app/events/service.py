@@ -34,7 +34,10 @@ async def atomic() -> AsyncIterator[Transaction]:
         tx = Transaction(connection)
         yield tx
     if tx.events:
-        await publish_events(tx.events)
+        try:
+            await publish_events(tx.events)
+        except Exception:  # the change is committed; the sweeper publishes what is left
+            logger.exception("publishing after commit failed")
 
 
 async def emit(

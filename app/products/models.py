@@ -48,4 +48,5 @@ class Product(Model):
     class Meta:
         table = "products"
         unique_together = (("account_id", "environment", "ha_lot"),)
-        indexes = (("account_id", "environment", "status"),)
+        # Lists are newest first per tenant: (account, environment, id) serves them in order.
+        indexes = (("account_id", "environment", "status"), ("account_id", "environment", "id"))

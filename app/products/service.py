@@ -9,14 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from tortoise.router import router
 
 from app.auth.principal import Principal
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.events.service import atomic, emit
 from app.events.types import EventType
 from app.ids import is_valid_id, new_id
+from app.money import Money
 from app.pagination import Page, PageParams, paginate
 from app.products.models import Product, ProductStatus
 
-Money = Annotated[Decimal, Field(ge=0, le=Decimal("999999999999.99"), decimal_places=2)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 
@@ -160,6 +160,12 @@ async def update_product(actor: Principal, product_id: str, *, changes: ProductC
     provided = changes.model_dump(exclude_unset=True)
     async with atomic() as tx:
         product = await _load(actor, product_id, connection=tx.connection)
+        if "status" in provided and product.status == ProductStatus.SOLD:
+            raise Conflict(
+                "The lot has sold at the auction house; its status cannot change.",
+                code="product_sold",
+                param="status",
+            )
         changed: list[str] = []
         for name in ("title", "description", "status", "tags"):
             if name in provided and getattr(product, name) != provided[name]:
@@ -172,7 +178,7 @@ async def update_product(actor: Principal, product_id: str, *, changes: ProductC
                     product.manual_price = None
                     changed.append("manual_price")
             else:
-                price = Decimal(price).quantize(Decimal("0.01"))
+                price = Decimal(price).quantize(Decimal("0.01")) + 0  # `+ 0` turns -0.00 into 0.00
                 if product.manual_price != price or product.price != price:
                     product.manual_price = price
                     product.price = price

@@ -32,4 +32,4 @@ class Store(Model):
 
     class Meta:
         table = "stores"
-        indexes = (("account_id", "environment"),)
+        indexes = (("account_id", "environment", "id"),)

@@ -3,7 +3,6 @@ never leave the service; callers see only whether they are set."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,11 +16,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from tortoise.transactions import in_transaction
 
 from app import runtime
 from app.auth.principal import Principal
 from app.errors import InvalidInput, NotFound, from_validation_error
 from app.ids import is_valid_id, new_id
+from app.money import Money
+from app.netguard import ensure_public_url
 from app.pagination import Page, PageParams, paginate
 from app.stores.models import Platform, Store
 
@@ -72,8 +74,8 @@ class StoreFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metals: list[FilterValue] = Field(default_factory=list, max_length=20)
     services: list[FilterValue] = Field(default_factory=list, max_length=20)
-    min_cost: Annotated[Decimal, Field(ge=0)] | None = None
-    max_cost: Annotated[Decimal, Field(ge=0)] | None = None
+    min_cost: Money | None = None
+    max_cost: Money | None = None
 
     @model_validator(mode="after")
     def _range(self) -> StoreFilters:
@@ -164,6 +166,7 @@ async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
     """Connect a store; its credentials are validated for the platform and encrypted."""
     actor.require("stores:write")
     credentials = validate_credentials(data.platform, data.credentials)
+    await ensure_public_url(_url_text(data.url))
     return await Store.create(
         id=new_id("store"),
         account_id=actor.account_id,
@@ -178,29 +181,35 @@ async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
 
 
 async def update_store(actor: Principal, store_id: str, *, changes: StoreChanges) -> Store:
-    """Change a store's name, URL, credentials (replaced whole), sync switch or settings."""
+    """Change a store's name, URL, credentials (replaced whole), sync switch or settings.
+
+    The row is locked for the read-merge-write, so concurrent updates of different settings
+    both land (on SQLite the transaction itself serialises writers)."""
     actor.require("stores:write")
-    store = await _load(actor, store_id)
     provided = changes.model_dump(exclude_unset=True)
-    fields: list[str] = []
-    if "name" in provided:
-        store.name = changes.name  # type: ignore[assignment]
-        fields.append("name")
     if "url" in provided:
-        store.url = _url_text(changes.url)  # type: ignore[arg-type]
-        fields.append("url")
-    if "sync_enabled" in provided:
-        store.sync_enabled = bool(changes.sync_enabled)
-        fields.append("sync_enabled")
-    if "settings" in provided:
-        store.settings = merge_settings(store.settings or {}, provided["settings"])
-        fields.append("settings")
-    if "credentials" in provided:
-        credentials = validate_credentials(Platform(store.platform), changes.credentials or {})
-        store.credentials_encrypted = runtime.current().secret_box.encrypt(credentials)
-        fields.append("credentials_encrypted")
-    if fields:
-        await store.save(update_fields=[*fields, "updated_at"])
+        await ensure_public_url(_url_text(changes.url))  # type: ignore[arg-type]
+    async with in_transaction() as connection:
+        store = await _load(actor, store_id, connection=connection)
+        fields: list[str] = []
+        if "name" in provided:
+            store.name = changes.name  # type: ignore[assignment]
+            fields.append("name")
+        if "url" in provided:
+            store.url = _url_text(changes.url)  # type: ignore[arg-type]
+            fields.append("url")
+        if "sync_enabled" in provided:
+            store.sync_enabled = bool(changes.sync_enabled)
+            fields.append("sync_enabled")
+        if "settings" in provided:
+            store.settings = merge_settings(store.settings or {}, provided["settings"])
+            fields.append("settings")
+        if "credentials" in provided:
+            credentials = validate_credentials(Platform(store.platform), changes.credentials or {})
+            store.credentials_encrypted = runtime.current().secret_box.encrypt(credentials)
+            fields.append("credentials_encrypted")
+        if fields:
+            await store.save(using_db=connection, update_fields=[*fields, "updated_at"])
     return store
 
 
@@ -222,10 +231,13 @@ def _tenant_stores(actor: Principal):  # type: ignore[no-untyped-def]
     return Store.filter(account_id=actor.account_id, environment=actor.environment)
 
 
-async def _load(actor: Principal, store_id: str) -> Store:
+async def _load(actor: Principal, store_id: str, *, connection: Any = None) -> Store:
     store = None
     if is_valid_id(store_id, "store"):
-        store = await _tenant_stores(actor).filter(id=store_id).first()
+        query = _tenant_stores(actor).filter(id=store_id)
+        if connection is not None:
+            query = query.using_db(connection).select_for_update()
+        store = await query.first()
     if store is None:
         raise NotFound(f"No such store: {store_id}", param="id")
     return store

@@ -24,7 +24,8 @@ from app.accounts import service as accounts
 from app.accounts.models import Environment, Plan
 from app.config import Settings
 from app.events.bus import RedisBus
-from app.events.models import Event, IdempotencyRecord
+from app.events.models import Event
+from app.idempotency.models import IdempotencyRecord
 from app.ids import new_id
 from app.jobs import ArqQueue
 from tests.conftest import TEST_REDIS_URL, make_product, make_tenant, requires_redis

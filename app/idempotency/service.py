@@ -11,7 +11,7 @@ from tortoise.exceptions import IntegrityError
 
 from app.auth.principal import Principal
 from app.errors import Conflict, DomainError, InvalidInput
-from app.events.models import IdempotencyRecord
+from app.idempotency.models import IdempotencyRecord
 
 REPLAY_WINDOW = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=5)
@@ -80,3 +80,9 @@ async def run_once(
     record.status_code, record.response_body = status, body
     await record.save(update_fields=["status_code", "response_body"])
     return status, body, False
+
+
+async def purge_expired() -> int:
+    """Forget responses older than the replay window (the hourly job calls this)."""
+    cutoff = datetime.now(UTC) - REPLAY_WINDOW
+    return await IdempotencyRecord.filter(created_at__lt=cutoff).delete()
