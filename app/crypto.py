@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 from typing import Any
 
 import orjson
@@ -41,7 +40,3 @@ class SecretBox:
 def hash_api_key(key: str) -> str:
     """API keys carry ~190 random bits, so a fast unsalted digest is safe and lookup-friendly."""
     return hashlib.sha256(key.encode()).hexdigest()
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

@@ -5,12 +5,15 @@ database, the event bus, the job queue and the rate limiter."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from cross_web import HTTPException as GraphQLHTTPException
+from graphql import GraphQLError, OperationDefinitionNode, OperationType
+from graphql import parse as parse_graphql
 from openapi_ui_bundles.swagger_ui import static_path as swagger_static
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,6 +32,7 @@ from app.auth.service import authenticate_api_key
 from app.config import Settings, get_settings
 from app.errors import AuthenticationFailed, DomainError, NotFound
 from app.events.bus import make_bus, set_bus
+from app.idempotency import service as idempotency
 from app.jobs import ArqQueue
 from app.logging import configure_logging
 from app.metrics import Metrics
@@ -51,6 +55,31 @@ def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None =
 _GRAPHQL_HTTP_ERROR_CODES = {404: "unknown_route", 405: "method_not_allowed"}
 
 
+def _graphql_error(message: str, code: str, status: int) -> Response:
+    return _json(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}, status
+    )
+
+
+def _is_mutation(data: dict[str, Any]) -> bool:
+    """Whether the request's chosen operation is a mutation (parse failures are not: Strawberry
+    reports them)."""
+    query = data.get("query")
+    if not isinstance(query, str):
+        return False
+    try:
+        document = parse_graphql(query)
+    except GraphQLError:
+        return False
+    name = data.get("operationName")
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            name is None or (definition.name and definition.name.value == name)
+        ):
+            return definition.operation is OperationType.MUTATION
+    return False
+
+
 class GraphQLApp(GraphQL):
     """Strawberry's ASGI view with our principal in the context and coded errors."""
 
@@ -60,26 +89,56 @@ class GraphQLApp(GraphQL):
             return
         request = Request(scope, receive=receive)
         try:
-            await self._check_body(request)
-            response = await self.run(request)
+            data = await self._check_body(request)
+            key = request.headers.get("idempotency-key")
+            if key is not None and data is not None and _is_mutation(data):
+                response = await self._run_once(request, key)
+            else:
+                response = await self.run(request)
         except GraphQLHTTPException as exc:
             code = _GRAPHQL_HTTP_ERROR_CODES.get(exc.status_code, "invalid_request")
-            error = {"message": exc.reason, "extensions": {"code": code}}
-            response = _json({"data": None, "errors": [error]}, exc.status_code)
+            response = _graphql_error(exc.reason, code, exc.status_code)
+        except DomainError as exc:  # from the idempotency check: a reused or busy key
+            response = _graphql_error(exc.message, exc.code, exc.status_code)
         await response(scope, receive, send)
 
+    async def _run_once(self, request: Request, key: str) -> Response:
+        """`Idempotency-Key` on a mutation: as on REST POSTs, the first response is replayed for
+        24 hours and the same key with another body is a 409."""
+        principal = getattr(request.state, "principal", None)
+        if principal is None:
+            return await self.run(request)
+        body = await request.body()
+
+        async def run() -> tuple[int, bytes]:
+            response = await self.run(request)
+            return response.status_code, bytes(response.body)
+
+        status, content, replayed = await idempotency.run_once(
+            principal,
+            key=key,
+            method="POST",
+            path="/graphql",
+            fingerprint=hashlib.sha256(b"POST /graphql\n" + body).hexdigest(),
+            run=run,
+        )
+        headers = {"idempotent-replayed": "true"} if replayed else {}
+        return Response(content, status, headers, media_type="application/json")
+
     @staticmethod
-    async def _check_body(request: Request) -> None:
-        """A JSON body must be one object (Strawberry would fail on a string or a number)."""
+    async def _check_body(request: Request) -> dict[str, Any] | None:
+        """A JSON body must be one object (Strawberry would fail on a string or a number).
+        Returns it, or None when there is no JSON body to look at."""
         content_type = request.headers.get("content-type", "")
         if request.method != "POST" or not content_type.startswith("application/json"):
-            return
+            return None
         try:
             data = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return  # Strawberry answers this one itself, as a coded 400
+            return None  # Strawberry answers this one itself, as a coded 400
         if not isinstance(data, dict):
             raise GraphQLHTTPException(400, "The body must be a JSON object.")
+        return data
 
     async def get_context(self, request: Any, response: Any) -> dict[str, Any]:
         principal = (

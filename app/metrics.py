@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 # Label values must come from a fixed set: a label per raw path (ids, typos, scanners' probes)
 # would grow the registry without bound. Anything not matching a known route is "other".
@@ -61,11 +61,6 @@ class Metrics:
         )
         self.rate_limited = Counter(
             "syncauction_rate_limited_total", "Requests refused with 429.", registry=self.registry
-        )
-        self.subscribers = Gauge(
-            "syncauction_event_subscribers",
-            "Live event subscribers in this process.",
-            registry=self.registry,
         )
 
     def observe(self, method: str, path: str, status: int, seconds: float) -> None:

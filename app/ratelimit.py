@@ -9,6 +9,7 @@ process draws on one budget (the moving window is a Lua script: exact under conc
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import math
 import time
@@ -17,6 +18,8 @@ from typing import Any
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
+from limits.aio.storage import memory as limits_memory
+from limits.aio.storage.memory import Entry
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 from redis.exceptions import NoScriptError
@@ -176,6 +179,23 @@ class _MemoryStorage(MemoryStorage):
     SWEEP_INTERVAL = 1.0
     _last_sweep = 0.0
 
+    async def acquire_with_stats(
+        self, key: str, limit: int, expiry: int
+    ) -> tuple[bool, float, int]:
+        """`acquire_entry` then `get_moving_window` in one pass under the key's lock, on the
+        same entries: (allowed, reset time, remaining)."""
+        await self._MemoryStorage__schedule_expiry()
+        async with self.locks[key]:
+            events = self.events.setdefault(key, [])
+            now = limits_memory.time.time()  # the clock `Entry` stamps with
+            newest_to_drop = events[limit - 1] if len(events) >= limit else None
+            allowed = newest_to_drop is None or newest_to_drop.atime < now - expiry
+            if allowed:
+                events.insert(0, Entry(expiry))
+            count = bisect.bisect_left(events, -(now - expiry), key=lambda entry: -entry.atime)
+            start = events[count - 1].atime if count else now
+        return allowed, start + expiry, limit - count
+
     async def _MemoryStorage__schedule_expiry(self) -> None:
         now = time.monotonic()
         if now - self._last_sweep < self.SWEEP_INTERVAL:
@@ -218,17 +238,15 @@ class RateLimiter:
             allowed = bool(acquired)
             reset, remaining = float(oldest) + expiry, per_minute - int(count)
         else:
-            allowed = await self.strategy.hit(item, key)
-            reset, remaining = await self.strategy.get_window_stats(item, key)
+            allowed, reset, remaining = await self.storage.acquire_with_stats(  # type: ignore[union-attr]
+                item.key_for(key), per_minute, item.get_expiry()
+            )
         return RateLimitResult(
             allowed=allowed, limit=per_minute, remaining=max(0, remaining), reset=math.ceil(reset)
         )
 
     async def reset(self) -> None:
         await self.storage.reset()
-
-    async def check(self) -> bool:
-        return await self.storage.check()
 
     async def close(self) -> None:
         """Close the Redis connections (memory storage holds none)."""

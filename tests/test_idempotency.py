@@ -279,3 +279,34 @@ async def test_a_crash_is_not_stored_so_the_key_can_be_retried(client, tenant):
     assert "idempotent-replayed" not in retried.headers
     assert Controls.calls == 2
     assert await store_names(tenant) == ["Idempotent Coins"]
+
+
+async def test_graphql_mutations_honour_idempotency_keys(client, tenant):
+    """A retried `storeCreate` with the same key creates one store; another body is a 409;
+    queries are not recorded."""
+    mutation = """mutation($name: String!) { storeCreate(input: {name: $name, platform: SHOPIFY,
+        url: "https://coins.myshopify.com", credentials: {accessToken: "shpat_123"}})
+        { id name } }"""
+    headers = {**tenant.headers(), "Idempotency-Key": "gql-create-1"}
+    body = {"query": mutation, "variables": {"name": "Coins on Shopify"}}
+    first = await client.post("/graphql", json=body, headers=headers)
+    again = await client.post("/graphql", json=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert "errors" not in first.json(), first.json()
+    assert again.content == first.content
+    assert again.headers["idempotent-replayed"] == "true"
+    assert await Store.filter(account_id=tenant.account_id).count() == 1
+
+    other = {"query": mutation, "variables": {"name": "Another shop"}}
+    conflict = await client.post("/graphql", json=other, headers=headers)
+    assert conflict.status_code == 409
+    assert conflict.json()["errors"][0]["extensions"]["code"] == "idempotency_key_reused"
+    assert await Store.filter(account_id=tenant.account_id).count() == 1
+
+    query = {"query": "{ stores(first: 5) { nodes { id } } }"}
+    for _ in range(2):
+        response = await client.post(
+            "/graphql", json=query, headers={**tenant.headers(), "Idempotency-Key": "gql-q"}
+        )
+        assert "idempotent-replayed" not in response.headers
+    assert not await IdempotencyRecord.filter(key="gql-q").exists()

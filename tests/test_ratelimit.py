@@ -325,3 +325,20 @@ async def test_concurrent_checks_share_one_round_trip_and_stay_exact():
         await limiter.reset()
         await limiter.close()
         await admin.aclose()
+
+
+async def test_memory_check_agrees_with_the_limits_window():
+    """The one-pass memory check keeps the entries `limits` itself reads."""
+    limiter = RateLimiter(None)
+    results = [await limiter.hit("acct:mem:live", 3) for _ in range(5)]
+    assert [(r.allowed, r.remaining) for r in results] == [
+        (True, 2),
+        (True, 1),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+    ]
+    stats = await limiter.strategy.get_window_stats(limiter._item(3), "acct:mem:live")
+    assert stats.remaining == 0
+    assert abs(stats.reset_time - results[-1].reset) < 1
+    await limiter.close()

@@ -94,6 +94,8 @@ class DemoCredentials:
 
 
 async def ensure_demo(data_dir: Path) -> DemoCredentials:
+    """The demo account and its two keys: the saved ones while they still work, else new ones
+    (saved owner-only in `data_dir`), with a few sample coins in live and sandbox."""
     path = data_dir / DEMO_FILE
     saved = _load(path)
     if saved is not None and await _still_valid(saved):

@@ -29,10 +29,12 @@ async def create_account(*, name: str, plan: Plan | str, rate_limit: int | None 
 
 
 async def list_accounts() -> list[Account]:
+    """Every account, oldest first (operator use: the CLI)."""
     return await Account.all().order_by("id")
 
 
 async def get_account(account_id: str) -> Account:
+    """One account by id, or 404 (operator use: no principal, no tenant filter)."""
     account = await Account.get_or_none(id=account_id) if is_valid_id(account_id, "acct") else None
     if account is None:
         raise NotFound(f"No such account: {account_id}", param="account")
@@ -46,4 +48,5 @@ async def get_me(actor: Principal) -> Account:
 
 
 def effective_rate_limit(account: Account) -> int:
+    """Requests per minute the account's plan (or custom limit) allows."""
     return rate_limit_for(account.plan, account.rate_limit)

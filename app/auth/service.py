@@ -78,6 +78,7 @@ async def create_key(
 
 
 async def list_keys(*, account_id: str | None = None) -> list[ApiKey]:
+    """Keys (never their secrets), oldest first; all accounts' when `account_id` is None."""
     query = ApiKey.all()
     if account_id:
         query = query.filter(account_id=account_id)
@@ -85,6 +86,7 @@ async def list_keys(*, account_id: str | None = None) -> list[ApiKey]:
 
 
 async def revoke_key(key_id: str) -> ApiKey:
+    """Revoke a key for good (idempotent: revoking twice keeps the first time)."""
     api_key = await ApiKey.get_or_none(id=key_id) if is_valid_id(key_id, "key") else None
     if api_key is None:
         raise NotFound(f"No such API key: {key_id}", param="key")
@@ -99,6 +101,7 @@ _principal_cache: dict[str, tuple[float, Principal]] = {}
 
 
 def forget_cached_principals() -> None:
+    """Drop every remembered key (tests, and after bulk changes to accounts)."""
     _principal_cache.clear()
 
 
