@@ -47,37 +47,35 @@ class RateLimitResult:
         return headers
 
 
-# One round trip instead of two: the `limits` moving-window acquire script followed by its
-# window-stats script, run as one script on the same list `limits` keeps (same key, same entry
-# format), so `limits`' own reads, clears and resets keep working on it.
+# The moving-window check in one round trip: acquire an entry and read the window's count and
+# start, on the same list `limits` keeps (same key, same entry format, newest first), so
+# `limits`' own reads, clears and resets keep working on it.
 _ACQUIRE_WITH_STATS = """
-local timestamp = tonumber(ARGV[1])
+local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
+local cutoff = now - expiry
+-- The list is newest first: entries that left the window sit at the tail. Dropping them as
+-- they expire keeps every step O(1) (each entry is popped once) and LLEN the window's count.
+while true do
+    local last = redis.call('lindex', KEYS[1], -1)
+    if last and tonumber(last) < cutoff then
+        redis.call('rpop', KEYS[1])
+    else
+        break
+    end
+end
+local count = redis.call('llen', KEYS[1])
 local acquired = 0
-local entry = redis.call('lindex', KEYS[1], limit - 1)
-if not (entry and tonumber(entry) >= timestamp - expiry) then
-    redis.call('lpush', KEYS[1], timestamp)
+if count < limit then
+    redis.call('lpush', KEYS[1], now)
     redis.call('ltrim', KEYS[1], 0, limit - 1)
     redis.call('expire', KEYS[1], expiry)
     acquired = 1
+    count = count + 1
 end
-local target = timestamp - expiry
-local low, high, index = 0, redis.call('llen', KEYS[1]) - 1, nil
-while low <= high do
-    local mid = math.floor((low + high) / 2)
-    local value = tonumber(redis.call('lindex', KEYS[1], mid))
-    if value and value >= target then
-        index = mid
-        low = mid + 1
-    else
-        high = mid - 1
-    end
-end
-if index then
-    return {acquired, tostring(redis.call('lindex', KEYS[1], index)), index + 1}
-end
-return {acquired, tostring(timestamp), 0}
+local oldest = redis.call('lindex', KEYS[1], -1) or tostring(now)
+return {acquired, oldest, count}
 """
 
 

@@ -342,3 +342,29 @@ async def test_memory_check_agrees_with_the_limits_window():
     assert stats.remaining == 0
     assert abs(stats.reset_time - results[-1].reset) < 1
     await limiter.close()
+
+
+@requires_redis
+async def test_redis_window_moves_and_expired_entries_leave_it(monkeypatch):
+    """Entries older than the window are dropped as it moves: the budget comes back exactly
+    when the advertised reset passes, and the count is the live entries only."""
+    import app.ratelimit as ratelimit_module
+
+    offset = 0.0
+    monkeypatch.setattr(
+        ratelimit_module, "time", types.SimpleNamespace(time=lambda: time.time() + offset)
+    )
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    key = f"acct:acct_{uuid.uuid4().hex}:live"
+    try:
+        first = [await limiter.hit(key, 2) for _ in range(3)]
+        assert [r.allowed for r in first] == [True, True, False]
+        reset = first[-1].reset
+        offset = (reset - 2) - time.time()
+        assert not (await limiter.hit(key, 2)).allowed
+        offset = (reset + 0.5) - time.time()
+        back = await limiter.hit(key, 2)
+        assert (back.allowed, back.remaining) == (True, 1)
+    finally:
+        await limiter.reset()
+        await limiter.close()
