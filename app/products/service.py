@@ -16,6 +16,7 @@ from app.ids import is_valid_id, new_id
 from app.money import Money
 from app.pagination import Page, PageParams, paginate
 from app.products.models import Product, ProductStatus
+from app.tenancy import get_owned, owned
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -82,16 +83,12 @@ class LotInput(BaseModel):
     images: list[str] = Field(default_factory=list)
 
 
-def _tenant_products(actor: Principal):  # type: ignore[no-untyped-def]
-    return Product.filter(account_id=actor.account_id, environment=actor.environment)
-
-
 async def list_products(
     actor: Principal, *, page: PageParams, filters: ProductFilters | None = None
 ) -> Page[Product]:
     """The caller's products, newest first."""
     actor.require("products:read")
-    query = _tenant_products(actor)
+    query = owned(Product, actor)
     if filters is not None:
         for name in ("status", "metal", "service", "grade", "ha_lot"):
             value = getattr(filters, name)
@@ -142,24 +139,14 @@ async def _read(actor: Principal, product_id: str) -> Product | None:
     return rows[0] if rows else None
 
 
-async def _load(actor: Principal, product_id: str, *, connection: Any = None) -> Product:
-    product = None
-    if is_valid_id(product_id, "prod"):
-        query = _tenant_products(actor).filter(id=product_id)
-        if connection is not None:
-            query = query.using_db(connection).select_for_update()
-        product = await query.first()
-    if product is None:
-        raise NotFound(f"No such product: {product_id}", param="id")
-    return product
-
-
 async def update_product(actor: Principal, product_id: str, *, changes: ProductChanges) -> Product:
     """Apply a merchant's edits; emits `product.updated` when anything changed."""
     actor.require("products:write")
     provided = changes.model_dump(exclude_unset=True)
     async with atomic() as tx:
-        product = await _load(actor, product_id, connection=tx.connection)
+        product = await get_owned(
+            Product, actor, product_id, prefix="prod", noun="product", lock=tx.connection
+        )
         if "status" in provided and product.status == ProductStatus.SOLD:
             raise Conflict(
                 "The lot has sold at the auction house; its status cannot change.",
@@ -202,7 +189,7 @@ async def create_product(actor: Principal, *, lot: LotInput) -> Product:
     actor.require("products:write")
     async with atomic() as tx:
         exists = (
-            await _tenant_products(actor).using_db(tx.connection).filter(ha_lot=lot.ha_lot).exists()
+            await owned(Product, actor).using_db(tx.connection).filter(ha_lot=lot.ha_lot).exists()
         )
         if exists:
             raise InvalidInput(

@@ -20,12 +20,13 @@ from tortoise.transactions import in_transaction
 
 from app import runtime
 from app.auth.principal import Principal
-from app.errors import InvalidInput, NotFound, from_validation_error
-from app.ids import is_valid_id, new_id
+from app.errors import InvalidInput, from_validation_error
+from app.ids import new_id
 from app.money import Money
 from app.netguard import ensure_public_url
 from app.pagination import Page, PageParams, paginate
 from app.stores.models import Platform, Store
+from app.tenancy import get_owned, owned
 
 
 def _printable(value: str) -> str:
@@ -153,13 +154,13 @@ def validate_credentials(platform: Platform, credentials: dict[str, Any]) -> dic
 async def list_stores(actor: Principal, *, page: PageParams) -> Page[Store]:
     """The caller's stores, newest first."""
     actor.require("stores:read")
-    return await paginate(_tenant_stores(actor), page, prefix="store")
+    return await paginate(owned(Store, actor), page, prefix="store")
 
 
 async def get_store(actor: Principal, store_id: str) -> Store:
     """One store; another account's id is a 404 like a missing one."""
     actor.require("stores:read")
-    return await _load(actor, store_id)
+    return await get_owned(Store, actor, store_id, prefix="store", noun="store")
 
 
 async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
@@ -190,7 +191,9 @@ async def update_store(actor: Principal, store_id: str, *, changes: StoreChanges
     if "url" in provided:
         await ensure_public_url(_url_text(changes.url))  # type: ignore[arg-type]
     async with in_transaction() as connection:
-        store = await _load(actor, store_id, connection=connection)
+        store = await get_owned(
+            Store, actor, store_id, prefix="store", noun="store", lock=connection
+        )
         fields: list[str] = []
         if "name" in provided:
             store.name = changes.name  # type: ignore[assignment]
@@ -225,19 +228,3 @@ def _url_text(url: AnyHttpUrl) -> str:
     if len(text) > 500:
         raise InvalidInput("url must be at most 500 characters.", param="url")
     return text
-
-
-def _tenant_stores(actor: Principal):  # type: ignore[no-untyped-def]
-    return Store.filter(account_id=actor.account_id, environment=actor.environment)
-
-
-async def _load(actor: Principal, store_id: str, *, connection: Any = None) -> Store:
-    store = None
-    if is_valid_id(store_id, "store"):
-        query = _tenant_stores(actor).filter(id=store_id)
-        if connection is not None:
-            query = query.using_db(connection).select_for_update()
-        store = await query.first()
-    if store is None:
-        raise NotFound(f"No such store: {store_id}", param="id")
-    return store
