@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,7 +205,14 @@ class Server:
 
     def start(self, log_dir: Path) -> None:
         self.log_path = log_dir / f"{self.label.replace(' ', '_')}.log"
-        env = {**os.environ, "SYNCAUCTION_LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+        # One hash seed for every server: dict and set layouts then match across processes,
+        # one less reason for two identical servers to differ.
+        env = {
+            **os.environ,
+            "SYNCAUCTION_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONHASHSEED": "0",
+        }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -308,6 +316,7 @@ class Measurement:
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    round_rps: list[float] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
@@ -360,6 +369,7 @@ def load(
         raise RuntimeError(f"load generator failed:\n{completed.stderr.decode()}")
     result = json.loads(completed.stdout)
     into.ok += result["ok"]
+    into.round_rps.append(result["rps"])
     into.requests += result["requests"]
     into.errors += result["errors"]
     into.seconds += result["seconds"]
@@ -439,6 +449,14 @@ def table(measurements: list[Measurement]) -> str:
             f"{m.percentile(0.99):>9.2f}{m.ok:>9}{non_ok:>9}{m.errors:>8}{srv:>9.0%}{cli:>9.0%}"
         )
     return "\n".join(rows)
+
+
+def round_ratio(numerator: Measurement, denominator: Measurement) -> float:
+    """Median over rounds of the per-round throughput ratio. The two figures of a round are
+    taken seconds apart, so a slow spell of the machine (other jobs, a noisy neighbour) moves
+    both; the median then ignores the odd round it hit only one side of."""
+    ratios = [a / b for a, b in zip(numerator.round_rps, denominator.round_rps, strict=True) if b]
+    return statistics.median(ratios) if ratios else float("nan")
 
 
 def goal(name: str, description: str, value: float, minimum: float) -> bool:
