@@ -368,3 +368,16 @@ async def test_redis_window_moves_and_expired_entries_leave_it(monkeypatch):
     finally:
         await limiter.reset()
         await limiter.close()
+
+
+async def test_memory_sweep_frees_windows_that_have_expired(monkeypatch):
+    limiter = RateLimiter(None)
+    for _ in range(10):
+        await limiter.hit("acct:sweep:live", 100)
+    await limiter.hit("acct:other:live", 100)
+    assert sum(len(v) for v in limiter.storage.events.values()) == 11
+    later = types.SimpleNamespace(time=lambda: time.time() + 61)
+    monkeypatch.setattr(limits.aio.storage.memory, "time", later)
+    await limiter.storage._MemoryStorage__expire_events()
+    assert limiter.storage.events == {}
+    assert (await limiter.hit("acct:sweep:live", 100)).remaining == 99
