@@ -100,8 +100,24 @@ class _ScriptBatcher:
         self._connection: Any = None
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._heads: dict[int, bytes] = {}
         self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._busy = False
+
+    def _evalsha(self, key: str, args: tuple[Any, ...]) -> bytes:
+        """`EVALSHA <sha> 1 <key> <args…>` in RESP, the head encoded once (redis-py's generic
+        command packing was a third of the limiter's cost)."""
+        head = self._heads.get(len(args))
+        if head is None:
+            head = self._heads[len(args)] = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
+                len(args) + 4,
+                self.sha.encode(),
+            )
+        parts = [head]
+        for value in (key, *args):
+            data = value.encode() if isinstance(value, str) else repr(value).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
 
     async def call(self, key: str, *args: Any) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -134,14 +150,14 @@ class _ScriptBatcher:
     async def _execute(
         self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
     ) -> list[Any]:
-        commands = [("EVALSHA", self.sha, 1, key, *args) for key, args, _ in batch]
+        payload = b"".join(self._evalsha(key, args) for key, args, _ in batch)
         for _ in range(2):
             connection = self._connection
             if connection is None:
                 connection = self._connection = self._factory.make_connection()
             try:
-                await connection.send_packed_command(connection.pack_commands(commands))
-                return [await connection.read_response() for _ in commands]
+                await connection.send_packed_command(payload)
+                return [await connection.read_response() for _ in batch]
             except NoScriptError:  # first use, or Redis restarted / flushed its scripts
                 await self._reset()
                 await self._load_script()
