@@ -11,6 +11,7 @@ MODEL_MODULES = [
     "app.auth.models",
     "app.products.models",
     "app.stores.models",
+    "app.pricing.models",
     "app.events.models",
     "app.idempotency.models",
 ]

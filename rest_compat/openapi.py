@@ -7,12 +7,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from rest_compat.schemas import ErrorResponse, ProductObject, StoreObject
+from rest_compat.schemas import (
+    DeletedObject,
+    ErrorResponse,
+    PricingRuleObject,
+    ProductObject,
+    StoreObject,
+)
 from rest_compat.table import Route
 
 OUTPUT_MODELS: dict[Any, type[BaseModel]] = {
     "product_json": ProductObject,
     "store_json": StoreObject,
+    "pricing_rule_json": PricingRuleObject,
+    "deleted_json": DeletedObject,
 }
 
 _ERRORS = {

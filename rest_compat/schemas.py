@@ -52,6 +52,35 @@ class StoreObject(_Strict):
     updated_at: str
 
 
+class PricingRuleObject(_Strict):
+    id: str = Field(examples=["rule_01hx3y8k2q9m4c7d0b5e6f7g8h"])
+    object: Literal["pricing_rule"]
+    name: str = Field(examples=["Silver dollars +15 %"])
+    active: bool
+    priority: int = Field(description="Lower numbers are evaluated first (0–10000).")
+    markup_percent: float = Field(description="Percent of cost added.", examples=[15.0])
+    markup_fixed: float = Field(description="Amount added after the percent.", examples=[0.0])
+    rounding: Literal["none", "1.00", "0.99", "0.95", "5.00"]
+    min_margin: float | None = Field(description="Absolute minimum margin.")
+    min_margin_percent: float | None = Field(description="Minimum margin in percent of cost.")
+    metals: list[str] = Field(description="Only these metals (empty = any).")
+    services: list[str] = Field(description="Only these grading services (empty = any).")
+    min_grade: int | None = Field(description="Lowest Sheldon grade, 1–70.")
+    max_grade: int | None = Field(description="Highest Sheldon grade, 1–70.")
+    min_cost: float | None = Field(description="Only lots costing at least this.")
+    max_cost: float | None = Field(description="Only lots costing at most this.")
+    title_contains: str | None = Field(description="Only lots whose title contains this.")
+    livemode: bool
+    created_at: str
+    updated_at: str
+
+
+class DeletedObject(_Strict):
+    id: str = Field(examples=["rule_01hx3y8k2q9m4c7d0b5e6f7g8h"])
+    object: str = Field(examples=["pricing_rule"])
+    deleted: Literal[True]
+
+
 class ErrorBody(_Strict):
     type: Literal[
         "invalid_request",

@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from app.deletion import Deleted
+from app.pricing.models import PricingRule
 from app.products.models import Product
 from app.stores.models import Store
 from app.stores.service import StoreSettings
@@ -78,3 +80,32 @@ def store_json(store: Store) -> dict[str, Any]:
         "created_at": _time(store.created_at),
         "updated_at": _time(store.updated_at),
     }
+
+
+def pricing_rule_json(rule: PricingRule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "object": "pricing_rule",
+        "name": rule.name,
+        "active": rule.active,
+        "priority": rule.priority,
+        "markup_percent": _money(rule.markup_percent),
+        "markup_fixed": _money(rule.markup_fixed),
+        "rounding": str(rule.rounding),
+        "min_margin": _money(rule.min_margin),
+        "min_margin_percent": _money(rule.min_margin_percent),
+        "metals": list(rule.metals or []),
+        "services": list(rule.services or []),
+        "min_grade": rule.min_grade,
+        "max_grade": rule.max_grade,
+        "min_cost": _money(rule.min_cost),
+        "max_cost": _money(rule.max_cost),
+        "title_contains": rule.title_contains,
+        "livemode": str(rule.environment) == "live",
+        "created_at": _time(rule.created_at),
+        "updated_at": _time(rule.updated_at),
+    }
+
+
+def deleted_json(deleted: Deleted) -> dict[str, Any]:
+    return {"id": deleted.id, "object": deleted.object, "deleted": True}

@@ -11,9 +11,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.pagination import PageParams
+from app.pricing import service as pricing
 from app.products import service as products
 from app.stores import service as stores
-from rest_compat.serializers import product_json, store_json
+from rest_compat.serializers import deleted_json, pricing_rule_json, product_json, store_json
 
 
 @dataclass(frozen=True)
@@ -103,5 +104,55 @@ ROUTES: list[Route] = [
         description=(
             "Rename, re-point, replace credentials (write-only), toggle sync or change settings."
         ),
+    ),
+    Route(
+        "GET",
+        "/v1/pricing-rules",
+        scope="pricing:read",
+        call=pricing.list_pricing_rules,
+        query={"page": PageParams},
+        output=pricing_rule_json,
+        summary="List pricing rules",
+        tag="Pricing rules",
+        description="Pricing rules, newest first. Syncs evaluate them by `priority`.",
+    ),
+    Route(
+        "POST",
+        "/v1/pricing-rules",
+        scope="pricing:write",
+        call=pricing.create_pricing_rule,
+        body=("data", pricing.PricingRuleInput),
+        output=pricing_rule_json,
+        summary="Create a pricing rule",
+        tag="Pricing rules",
+        status_code=201,
+        description=(
+            "A markup (percent and/or fixed) is required. A negative markup without a minimum "
+            "margin would price lots below cost: it is refused unless `allow_below_cost` is true."
+        ),
+    ),
+    Route(
+        "PUT",
+        "/v1/pricing-rules/{id}",
+        scope="pricing:write",
+        call=pricing.update_pricing_rule,
+        body=("changes", pricing.PricingRuleChanges),
+        output=pricing_rule_json,
+        summary="Update a pricing rule",
+        tag="Pricing rules",
+        description=(
+            "Send only what changes; conditions are cleared with `null`. The resulting rule is "
+            "validated as a whole."
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/v1/pricing-rules/{id}",
+        scope="pricing:write",
+        call=pricing.delete_pricing_rule,
+        output=deleted_json,
+        summary="Delete a pricing rule",
+        tag="Pricing rules",
+        description='Answers `{"id": …, "object": "pricing_rule", "deleted": true}`.',
     ),
 ]

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import strawberry
 
-from schema.types import Platform, ProductStatus, SoldLotsBehavior
+from schema.types import Platform, ProductStatus, Rounding, SoldLotsBehavior
 
 
 @strawberry.input(description="Product list filters; all optional, combined with AND.")
@@ -103,4 +103,95 @@ class StoreUpdateInput:
     )
     settings: StoreSettingsInput | None = strawberry.field(
         default=strawberry.UNSET, description="Settings."
+    )
+
+
+@strawberry.input(description="A new pricing rule. Conditions left out match every lot.")
+class PricingRuleCreateInput:
+    name: str = strawberry.field(description="Display name, 1–200 characters.")
+    active: bool = strawberry.field(default=True, description="Inactive rules are skipped.")
+    priority: int = strawberry.field(
+        default=100, description="Lower numbers are evaluated first (0–10000)."
+    )
+    markup_percent: Decimal = strawberry.field(
+        default=Decimal(0), description="Percent of cost added (-100 to 10000)."
+    )
+    markup_fixed: Decimal = strawberry.field(
+        default=Decimal(0), description="Amount added after the percent."
+    )
+    rounding: Rounding = strawberry.field(
+        default=Rounding.NONE, description="How the price is rounded."
+    )
+    min_margin: Decimal | None = strawberry.field(
+        default=None, description="Absolute minimum margin."
+    )
+    min_margin_percent: Decimal | None = strawberry.field(
+        default=None, description="Minimum margin in percent of cost."
+    )
+    metals: list[str] = strawberry.field(
+        default_factory=list, description="Only these metals (empty = any)."
+    )
+    services: list[str] = strawberry.field(
+        default_factory=list, description="Only these grading services (empty = any)."
+    )
+    min_grade: int | None = strawberry.field(default=None, description="Lowest grade, 1–70.")
+    max_grade: int | None = strawberry.field(default=None, description="Highest grade, 1–70.")
+    min_cost: Decimal | None = strawberry.field(default=None, description="Minimum lot cost.")
+    max_cost: Decimal | None = strawberry.field(default=None, description="Maximum lot cost.")
+    title_contains: str | None = strawberry.field(
+        default=None, description="Only lots whose title contains this."
+    )
+    allow_below_cost: bool = strawberry.field(
+        default=False,
+        description="Accept a negative markup that may price lots below cost.",
+    )
+
+
+@strawberry.input(
+    description="Changes to a pricing rule; omitted fields stay as they are, `null` clears a "
+    "condition. The resulting rule is validated as a whole."
+)
+class PricingRuleUpdateInput:
+    name: str | None = strawberry.field(default=strawberry.UNSET, description="New name.")
+    active: bool | None = strawberry.field(default=strawberry.UNSET, description="Switch.")
+    priority: int | None = strawberry.field(default=strawberry.UNSET, description="New priority.")
+    markup_percent: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="New percent markup."
+    )
+    markup_fixed: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="New fixed markup."
+    )
+    rounding: Rounding | None = strawberry.field(
+        default=strawberry.UNSET, description="New rounding."
+    )
+    min_margin: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Absolute minimum margin; `null` clears it."
+    )
+    min_margin_percent: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Minimum margin percent; `null` clears it."
+    )
+    metals: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the metals."
+    )
+    services: list[str] | None = strawberry.field(
+        default=strawberry.UNSET, description="Replaces the services."
+    )
+    min_grade: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Lowest grade; `null` clears it."
+    )
+    max_grade: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Highest grade; `null` clears it."
+    )
+    min_cost: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Minimum lot cost; `null` clears it."
+    )
+    max_cost: Decimal | None = strawberry.field(
+        default=strawberry.UNSET, description="Maximum lot cost; `null` clears it."
+    )
+    title_contains: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Title text; `null` clears it."
+    )
+    allow_below_cost: bool | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Accept a negative markup that may price lots below cost.",
     )

@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 
 from app.errors import DomainError
 from resolvers import accounts as account_resolvers
+from resolvers import pricing_rules as pricing_rule_resolvers
 from resolvers import products as product_resolvers
 from resolvers import stores as store_resolvers
 from schema import types
@@ -29,7 +30,7 @@ MAX_ALIASES = 30
 MAX_TOKENS = 2000
 
 
-@strawberry.type(description="Read the caller's account, products and stores.")
+@strawberry.type(description="Read the caller's account, products, stores and pricing rules.")
 class Query:
     me: types.Account = strawberry.field(
         resolver=account_resolvers.me, description="The caller's account."
@@ -47,9 +48,16 @@ class Query:
     store: types.Store = strawberry.field(
         resolver=store_resolvers.store, description="One store by id."
     )
+    pricing_rules: types.PricingRuleConnection = strawberry.field(
+        resolver=pricing_rule_resolvers.pricing_rules,
+        description="Pricing rules, newest first (syncs evaluate them by priority).",
+    )
+    pricing_rule: types.PricingRule = strawberry.field(
+        resolver=pricing_rule_resolvers.pricing_rule, description="One pricing rule by `rule_…` id."
+    )
 
 
-@strawberry.type(description="Change products and stores.")
+@strawberry.type(description="Change products, stores and pricing rules.")
 class Mutation:
     product_update: types.Product = strawberry.mutation(
         resolver=product_resolvers.product_update,
@@ -61,6 +69,17 @@ class Mutation:
     store_update: types.Store = strawberry.mutation(
         resolver=store_resolvers.store_update,
         description="Change a store's settings or credentials.",
+    )
+    pricing_rule_create: types.PricingRule = strawberry.mutation(
+        resolver=pricing_rule_resolvers.pricing_rule_create, description="Create a pricing rule."
+    )
+    pricing_rule_update: types.PricingRule = strawberry.mutation(
+        resolver=pricing_rule_resolvers.pricing_rule_update,
+        description="Change a pricing rule; the result is validated as a whole.",
+    )
+    pricing_rule_delete: types.DeletedPricingRule = strawberry.mutation(
+        resolver=pricing_rule_resolvers.pricing_rule_delete,
+        description="Delete a pricing rule; answers its id.",
     )
 
 

@@ -49,6 +49,15 @@ class SoldLotsBehavior(Enum):
     DELETE = strawberry.enum_value("delete", description="Delete the listing.")
 
 
+@strawberry.enum(description="How a computed price is rounded.")
+class Rounding(Enum):
+    NONE = strawberry.enum_value("none", description="To the cent.")
+    WHOLE = strawberry.enum_value("1.00", description="To whole dollars: 1250.00.")
+    CHARM_99 = strawberry.enum_value("0.99", description="To a price ending in .99: 1249.99.")
+    CHARM_95 = strawberry.enum_value("0.95", description="To a price ending in .95: 1249.95.")
+    NEAREST_5 = strawberry.enum_value("5.00", description="To a multiple of five dollars.")
+
+
 @strawberry.type(description="The caller's merchant account.")
 class Account:
     id: strawberry.ID = strawberry.field(description="`acct_…` id.")
@@ -115,6 +124,41 @@ class Store:
     updated_at: datetime = strawberry.field(description="Last change.")
 
 
+@strawberry.type(
+    description="A pricing rule: lots matching its conditions are priced cost plus its markup. "
+    "The first active matching rule by priority prices a lot."
+)
+class PricingRule:
+    id: strawberry.ID = strawberry.field(description="`rule_…` id.")
+    name: str = strawberry.field(description="Display name.")
+    active: bool = strawberry.field(description="Inactive rules are skipped.")
+    priority: int = strawberry.field(description="Lower numbers are evaluated first (0–10000).")
+    markup_percent: Decimal = strawberry.field(description="Percent of cost added.")
+    markup_fixed: Decimal = strawberry.field(description="Amount added after the percent.")
+    rounding: Rounding = strawberry.field(description="How the price is rounded.")
+    min_margin: Decimal | None = strawberry.field(description="Absolute minimum margin.")
+    min_margin_percent: Decimal | None = strawberry.field(
+        description="Minimum margin in percent of cost."
+    )
+    metals: list[str] = strawberry.field(description="Only these metals (empty = any).")
+    services: list[str] = strawberry.field(description="Only these grading services (empty = any).")
+    min_grade: int | None = strawberry.field(description="Lowest Sheldon grade, 1–70.")
+    max_grade: int | None = strawberry.field(description="Highest Sheldon grade, 1–70.")
+    min_cost: Decimal | None = strawberry.field(description="Only lots costing at least this.")
+    max_cost: Decimal | None = strawberry.field(description="Only lots costing at most this.")
+    title_contains: str | None = strawberry.field(
+        description="Only lots whose title contains this (any case)."
+    )
+    created_at: datetime = strawberry.field(description="When the rule was created.")
+    updated_at: datetime = strawberry.field(description="Last change.")
+
+
+@strawberry.type(description="A pricing rule that was deleted.")
+class DeletedPricingRule:
+    id: strawberry.ID = strawberry.field(description="The deleted rule's `rule_…` id.")
+    deleted: bool = strawberry.field(description="Always true.")
+
+
 @strawberry.type(description="Relay pagination state.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow `endCursor`.")
@@ -144,6 +188,19 @@ class StoreEdge:
 class StoreConnection:
     edges: list[StoreEdge] = strawberry.field(description="Stores with their cursors.")
     nodes: list[Store] = strawberry.field(description="The stores of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+@strawberry.type(description="A pricing rule in a connection.")
+class PricingRuleEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: PricingRule = strawberry.field(description="The pricing rule.")
+
+
+@strawberry.type(description="A page of pricing rules, newest first.")
+class PricingRuleConnection:
+    edges: list[PricingRuleEdge] = strawberry.field(description="Rules with their cursors.")
+    nodes: list[PricingRule] = strawberry.field(description="The rules of this page.")
     page_info: PageInfo = strawberry.field(description="Pagination state.")
 
 

@@ -36,7 +36,15 @@ requires_redis = pytest.mark.skipif(
     not TEST_REDIS_URL, reason="SYNCAUCTION_TEST_REDIS_URL is not set (no Redis)"
 )
 
-TABLES = ["idempotency_records", "events", "products", "stores", "api_keys", "accounts"]
+TABLES = [
+    "idempotency_records",
+    "events",
+    "pricing_rules",
+    "products",
+    "stores",
+    "api_keys",
+    "accounts",
+]
 
 
 def _run(coro: Any) -> Any:
@@ -228,4 +236,15 @@ async def make_store(tenant: Tenant, *, environment: Environment = Environment.L
     }
     return await service.create_store(
         tenant.principal(environment), data=service.StoreCreate(**data)
+    )
+
+
+async def make_pricing_rule(
+    tenant: Tenant, *, environment: Environment = Environment.LIVE, **fields: Any
+):
+    from app.pricing import service
+
+    data = {"name": "Silver dollars +15 %", "markup_percent": "15", "rounding": "1.00", **fields}
+    return await service.create_pricing_rule(
+        tenant.principal(environment), data=service.PricingRuleInput(**data)
     )

@@ -16,10 +16,11 @@ from tortoise.models import Model
 from app.accounts.models import Environment
 from app.events.models import Event
 from app.ids import new_id
+from app.pricing.models import PricingRule
 from app.products.models import Product
 from app.stores.models import Store
 from rest_compat.table import ROUTES, Route
-from tests.conftest import Tenant, make_product, make_store
+from tests.conftest import Tenant, make_pricing_rule, make_product, make_store
 
 _PARAM = re.compile(r"\{(\w+)\}")
 
@@ -39,10 +40,15 @@ async def _store(tenant: Tenant, environment: Environment) -> Model:
     return await make_store(tenant, environment=environment)
 
 
+async def _pricing_rule(tenant: Tenant, environment: Environment) -> Model:
+    return await make_pricing_rule(tenant, environment=environment)
+
+
 # The collection a path parameter points into: the path up to the parameter.
 RESOURCES: dict[str, Resource] = {
     "/v1/products": Resource("prod", Product, _product),
     "/v1/stores": Resource("store", Store, _store),
+    "/v1/pricing-rules": Resource("rule", PricingRule, _pricing_rule),
 }
 
 # A body that succeeds on the caller's own object, for every id route that takes a body.
@@ -54,6 +60,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "sync_enabled": False,
         "credentials": {"consumer_key": "ck_attacker", "consumer_secret": "cs_attacker"},
     },
+    ("PUT", "/v1/pricing-rules/{id}"): {"name": "Hijacked", "markup_percent": 1, "active": False},
 }
 
 ID_ROUTES = [route for route in ROUTES if _PARAM.search(route.path)]
@@ -88,6 +95,8 @@ def test_the_table_has_id_routes_and_every_one_is_described():
         ("PUT", "/v1/products/{id}"),
         ("GET", "/v1/stores/{id}"),
         ("PUT", "/v1/stores/{id}"),
+        ("PUT", "/v1/pricing-rules/{id}"),
+        ("DELETE", "/v1/pricing-rules/{id}"),
     }
     for route in ID_ROUTES:
         resource_of(route)
@@ -180,6 +189,22 @@ GRAPHQL_OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
                 "credentials": {"consumerKey": "ck_attacker", "consumerSecret": "cs_attacker"},
             }
         },
+    ),
+    "pricingRule": (
+        "/v1/pricing-rules",
+        "query($id: ID!) { pricingRule(id: $id) { id name } }",
+        {},
+    ),
+    "pricingRuleUpdate": (
+        "/v1/pricing-rules",
+        "mutation($id: ID!, $input: PricingRuleUpdateInput!) "
+        "{ pricingRuleUpdate(id: $id, input: $input) { id name } }",
+        {"input": {"name": "Hijacked", "markupPercent": "1", "active": False}},
+    ),
+    "pricingRuleDelete": (
+        "/v1/pricing-rules",
+        "mutation($id: ID!) { pricingRuleDelete(id: $id) { id deleted } }",
+        {},
     ),
 }
 

@@ -254,6 +254,10 @@ DOCUMENTED = {
     ("get", "/v1/stores"),
     ("get", "/v1/stores/{id}"),
     ("put", "/v1/stores/{id}"),
+    ("get", "/v1/pricing-rules"),
+    ("post", "/v1/pricing-rules"),
+    ("put", "/v1/pricing-rules/{id}"),
+    ("delete", "/v1/pricing-rules/{id}"),
 }
 
 
@@ -296,7 +300,8 @@ async def test_openapi_documents_exactly_the_route_table(client, settings):
             where = f"{method.upper()} {path}"
             operation_ids.append(operation["operationId"])
             assert operation["security"] == [{"bearerAuth": []}], where
-            assert {"200", "401", "404", "429"} <= set(operation["responses"]), where
+            success = "201" if method == "post" else "200"
+            assert {success, "401", "404", "429"} <= set(operation["responses"]), where
             assert operation["summary"] and operation["description"], where
             path_params = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
             assert path_params == set(re.findall(r"{(\w+)}", path)), where

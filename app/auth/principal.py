@@ -20,6 +20,8 @@ DOMAIN_SCOPES = (
     "products:write",
     "stores:read",
     "stores:write",
+    "pricing:read",
+    "pricing:write",
 )
 
 

@@ -27,13 +27,7 @@ from app.netguard import ensure_public_url
 from app.pagination import Page, PageParams, paginate
 from app.stores.models import Platform, Store
 from app.tenancy import get_owned, owned
-
-
-def _printable(value: str) -> str:
-    # PostgreSQL rejects NUL in text and JSON; no control character belongs in a name.
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
-        raise ValueError("must not contain control characters")
-    return value
+from app.text import FilterValue, Name
 
 
 def _store_url(url: AnyHttpUrl) -> AnyHttpUrl:
@@ -44,12 +38,6 @@ def _store_url(url: AnyHttpUrl) -> AnyHttpUrl:
     return url
 
 
-Name = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_printable),
-]
-FilterValue = Annotated[str, StringConstraints(max_length=20), AfterValidator(_printable)]
 StoreUrl = Annotated[AnyHttpUrl, AfterValidator(_store_url)]
 Secret = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 

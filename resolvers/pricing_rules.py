@@ -1,0 +1,98 @@
+"""Pricing rule resolvers: thin adapters over `app.pricing.service`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from app.errors import InvalidInput
+from app.pricing import service
+from app.pricing.models import PricingRule as PricingRuleRow
+from resolvers.common import (
+    After,
+    First,
+    ObjectId,
+    actor,
+    connection,
+    money,
+    page_params,
+    plain,
+    validate,
+)
+from schema import types
+from schema.inputs import PricingRuleCreateInput, PricingRuleUpdateInput
+
+
+def to_type(row: PricingRuleRow) -> types.PricingRule:
+    return types.PricingRule(
+        id=row.id,
+        name=row.name,
+        active=row.active,
+        priority=row.priority,
+        markup_percent=money(row.markup_percent),
+        markup_fixed=money(row.markup_fixed),
+        rounding=types.Rounding(str(row.rounding)),
+        min_margin=money(row.min_margin),
+        min_margin_percent=money(row.min_margin_percent),
+        metals=list(row.metals or []),
+        services=list(row.services or []),
+        min_grade=row.min_grade,
+        max_grade=row.max_grade,
+        min_cost=money(row.min_cost),
+        max_cost=money(row.max_cost),
+        title_contains=row.title_contains,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+@contextmanager
+def _input_params() -> Iterator[None]:
+    """Errors the service raises about an input field name it as GraphQL does: `input.<field>`."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.param in service.RULE_FIELDS:
+            exc.param = f"input.{exc.param}"
+        raise
+
+
+async def pricing_rules(
+    info: Info, first: First = 25, after: After = None
+) -> types.PricingRuleConnection:
+    page = await service.list_pricing_rules(actor(info), page=page_params(first, after))
+    return connection(page, to_type, types.PricingRuleConnection, types.PricingRuleEdge)
+
+
+async def pricing_rule(info: Info, id: ObjectId) -> types.PricingRule:
+    return to_type(await service.get_pricing_rule(actor(info), id))
+
+
+async def pricing_rule_create(
+    info: Info,
+    input: Annotated[
+        PricingRuleCreateInput, strawberry.argument(description="The rule to create.")
+    ],
+) -> types.PricingRule:
+    data = validate(service.PricingRuleInput, plain(input))
+    with _input_params():
+        return to_type(await service.create_pricing_rule(actor(info), data=data))
+
+
+async def pricing_rule_update(
+    info: Info,
+    id: ObjectId,
+    input: Annotated[PricingRuleUpdateInput, strawberry.argument(description="The changes.")],
+) -> types.PricingRule:
+    changes = validate(service.PricingRuleChanges, plain(input))
+    with _input_params():
+        return to_type(await service.update_pricing_rule(actor(info), id, changes=changes))
+
+
+async def pricing_rule_delete(info: Info, id: ObjectId) -> types.DeletedPricingRule:
+    deleted = await service.delete_pricing_rule(actor(info), id)
+    return types.DeletedPricingRule(id=deleted.id, deleted=True)
