@@ -1,0 +1,1 @@
+"""Connectors to external systems: each has a real httpx client and an in-process simulator."""

@@ -1,0 +1,150 @@
+"""An in-process auction-house API, for tests and demos: `create_simulator(seed=..., ...)`.
+
+`GET /v1/lots?page=N&page_size=M` serves the seeded catalog with bearer auth and a strong ETag
+per page; `POST /v1/_admin/advance` moves the catalog one generation; `app.state.faults`
+makes the next responses fail (429 with `Retry-After`, 503, ...) so clients' retries can be
+tested. This module is a web edge by design: it is the only connector module importing Starlette.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import deque
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.connectors.auction_house.catalog import Lot, evolve, generate_catalog, lot_to_json
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 500
+
+
+@dataclass
+class Fault:
+    """One injected failure: the status to answer with and an optional `Retry-After`."""
+
+    status: int
+    retry_after: int | None = None
+
+
+@dataclass
+class Faults:
+    """Failures to serve, in order, before requests are handled normally again."""
+
+    pending: deque[Fault] = field(default_factory=deque)
+
+    def inject(self, status: int, *, count: int = 1, retry_after: int | None = None) -> None:
+        """Answer the next `count` requests to `/v1/lots` with `status`."""
+        self.pending.extend(Fault(status, retry_after) for _ in range(count))
+
+    def clear(self) -> None:
+        self.pending.clear()
+
+
+@dataclass
+class SimulatorState:
+    """The simulated catalog: the current generation and its lots, ordered by lot number."""
+
+    seed: int
+    size: int
+    generation: int = 0
+    lots: list[Lot] = field(default_factory=list)
+
+    def advance(self) -> None:
+        self.generation += 1
+        self.lots = evolve(self.lots, seed=self.seed, generation=self.generation)
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _authorized(request: Request) -> bool:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token: str = request.app.state.token
+    return scheme.lower() == "bearer" and hmac.compare_digest(credentials.encode(), token.encode())
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = int(raw)  # ValueError -> 400 below
+    if not low <= value <= high:
+        raise ValueError(name)
+    return value
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    return header.strip() == "*" or etag in (tag.strip() for tag in header.split(","))
+
+
+async def list_lots(request: Request) -> Response:
+    if not _authorized(request):
+        return _error(
+            401,
+            "invalid_token",
+            "Missing or invalid bearer token.",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    faults: Faults = request.app.state.faults
+    if faults.pending:
+        fault = faults.pending.popleft()
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return _error(fault.status, "injected_fault", "Injected fault.", headers)
+    try:
+        page = _int_param(request, "page", 1, 1, 10**9)
+        page_size = _int_param(request, "page_size", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    except ValueError:
+        return _error(400, "parameter_invalid", f"page >= 1 and 1 <= page_size <= {MAX_PAGE_SIZE}.")
+
+    state: SimulatorState = request.app.state.catalog
+    start = (page - 1) * page_size
+    window = state.lots[start : start + page_size]
+    total = len(state.lots)
+    body = {
+        "lots": [lot_to_json(lot) for lot in window],
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "next_page": page + 1 if start + page_size < total else None,
+        "generation": state.generation,
+    }
+    content = json.dumps(body, separators=(",", ":")).encode()
+    etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="application/json", headers=headers)
+
+
+async def advance(request: Request) -> Response:
+    if not _authorized(request):
+        return _error(401, "invalid_token", "Missing or invalid bearer token.")
+    state: SimulatorState = request.app.state.catalog
+    state.advance()
+    return JSONResponse({"generation": state.generation, "total": len(state.lots)})
+
+
+def create_simulator(*, seed: int = 1, size: int = 1_000, token: str = "sim-token") -> Starlette:
+    """A Starlette app serving the catalog for `seed` and `size`, starting at generation 0."""
+    app = Starlette(
+        routes=[
+            Route("/v1/lots", list_lots, methods=["GET"]),
+            Route("/v1/_admin/advance", advance, methods=["POST"]),
+        ]
+    )
+    app.state.token = token
+    app.state.faults = Faults()
+    app.state.catalog = SimulatorState(seed=seed, size=size, lots=generate_catalog(seed, size))
+    return app
