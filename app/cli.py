@@ -263,6 +263,27 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_simulate_auction_house(args: argparse.Namespace) -> None:
+    """Serve the auction-house lot feed simulator on its own (for demos and local syncs)."""
+    import uvicorn
+
+    from app.connectors.auction_house.simulator import create_simulator
+
+    if args.size < 1 or args.size > 1_000_000:
+        raise CliError("--size must be 1-1000000 lots")
+    print(
+        f"auction-house simulator: http://{args.host}:{args.port}/v1/lots "
+        f"({args.size} lots, seed {args.seed}); token: {args.token}",
+        flush=True,
+    )
+    uvicorn.run(
+        create_simulator(seed=args.seed, size=args.size, token=args.token),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncauction", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -321,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     screate.add_argument("--consumer-secret")
     screate.add_argument("--access-token")
     screate.set_defaults(func=cmd_stores_create)
+    simulate = sub.add_parser("simulate", help="run a simulator of an external system")
+    systems = simulate.add_subparsers(dest="system", required=True)
+    house = systems.add_parser("auction-house", parents=[common], help="the auction-house lot feed")
+    house.add_argument("--host", default="127.0.0.1")
+    house.add_argument("--port", type=int, default=8100)
+    house.add_argument("--seed", type=int, default=1)
+    house.add_argument("--size", type=int, default=500, help="lots in the catalog")
+    house.add_argument("--token", default="sim-token", help="bearer token the feed accepts")
+    house.set_defaults(func=cmd_simulate_auction_house)
     return parser
 
 

@@ -262,3 +262,39 @@ def test_configuration_errors_are_reported_without_a_traceback(tmp_path: Path):
     assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "accounts", "list", env=production)
     assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "serve", env=production)
     assert "SYNCAUCTION_REDIS_URL" in fails(tmp_path, "worker")
+
+
+def test_simulate_auction_house_serves_the_lot_feed(tmp_path: Path):
+    import socket
+    import time
+
+    import httpx
+
+    assert "--size must be" in fails(tmp_path, "simulate", "auction-house", "--size", "0")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [SCRIPT, "simulate", "auction-house", "--port", str(port), "--size", "30", "--seed", "4"],
+        env=cli_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/v1/lots"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(url, headers={"Authorization": "Bearer sim-token"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the simulator did not start"
+                time.sleep(0.2)
+        assert response.status_code == 200
+        body = response.json()
+        assert body["total"] == 30
+        assert all(lot["ha_lot"].isdigit() and lot["title"] for lot in body["lots"])
+        assert httpx.get(url).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
