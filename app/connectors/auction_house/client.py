@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from app.connectors.auction_house.catalog import Lot, lot_from_json
+from app.connectors.http import Backoff, OwnedClient, read_retry_after
 from app.errors import UpstreamError
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -43,38 +41,7 @@ class _Seen:
     generation: int | None = None
 
 
-@dataclass
-class _Backoff:
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap)
-        # "Equal jitter": half the exponential step, plus a random half.
-        step = min(self.cap, self.base * 2**attempt)
-        return step / 2 + self.rng.uniform(0, step / 2)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-class AuctionHouseClient:
+class AuctionHouseClient(OwnedClient):
     """Reads the auction house's catalog page by page.
 
     `pages()` sends `If-None-Match` with the ETag remembered for each page and yields
@@ -111,24 +78,8 @@ class AuctionHouseClient:
         self.page_size = page_size
         self.max_retries = max_retries
         self._sleep = sleep
-        self._backoff = _Backoff(backoff_base, backoff_cap, rng or random.Random())
+        self._backoff = Backoff(backoff_base, backoff_cap, rng or random.Random())
         self._seen: dict[int, _Seen] = {}
-
-    async def __aenter__(self) -> AuctionHouseClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     def forget_etags(self) -> None:
         """Drop remembered ETags, so the next `pages()` reads everything again."""
@@ -200,7 +151,7 @@ class AuctionHouseClient:
                 if status not in RETRYABLE_STATUSES:
                     return response
                 problem = f"status {status}"
-                retry_after = _retry_after(response)
+                retry_after = read_retry_after(response)
             if attempt >= self.max_retries:
                 raise UpstreamError(
                     f"Auction house unavailable after {attempt + 1} attempts ({problem}).",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections import deque
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -20,31 +19,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from app.connectors.auction_house.catalog import Lot, evolve, generate_catalog, lot_to_json
+from app.connectors.faults import Faults
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
-
-
-@dataclass
-class Fault:
-    """One injected failure: the status to answer with and an optional `Retry-After`."""
-
-    status: int
-    retry_after: int | None = None
-
-
-@dataclass
-class Faults:
-    """Failures to serve, in order, before requests are handled normally again."""
-
-    pending: deque[Fault] = field(default_factory=deque)
-
-    def inject(self, status: int, *, count: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next `count` requests to `/v1/lots` with `status`."""
-        self.pending.extend(Fault(status, retry_after) for _ in range(count))
-
-    def clear(self) -> None:
-        self.pending.clear()
 
 
 @dataclass

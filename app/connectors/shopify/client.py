@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import TracebackType
 from typing import Any
 
 import httpx
 
+from app.connectors.http import Backoff, OwnedClient, read_retry_after
 from app.errors import UpstreamError
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -99,19 +99,6 @@ class ShopifyOrder:
     total: Decimal
     currency: str
     lines: list[OrderLine]
-
-
-@dataclass
-class _Backoff:
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap)
-        step = min(self.cap, self.base * 2**attempt)
-        return step / 2 + self.rng.uniform(0, step / 2)
 
 
 @dataclass
@@ -201,7 +188,7 @@ def _user_errors(raw: Any) -> list[UserError]:
     ]
 
 
-class ShopifyClient:
+class ShopifyClient(OwnedClient):
     """Talks to one shop's Admin GraphQL API.
 
     Before each operation costing C points it waits until the bucket, as last reported in
@@ -246,29 +233,13 @@ class ShopifyClient:
         self._sleep = sleep
         self._clock = clock
         self.max_retries = max_retries
-        self._backoff = _Backoff(backoff_base, backoff_cap, rng or random.Random())
+        self._backoff = Backoff(backoff_base, backoff_cap, rng or random.Random())
         self._throttle = _Throttle()
         self._lock = asyncio.Lock()
         self.lookup_by_sku = lookup_by_sku
         self._gid_by_sku: dict[str, str] = {}
         self.throttled_replies = 0
         self.last_requested_cost: float | None = None
-
-    async def __aenter__(self) -> ShopifyClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     def remember(self, sku: str, gid: str) -> None:
         """Tell the client which product holds `sku` (e.g. from the database), saving a lookup."""
@@ -443,7 +414,7 @@ class ShopifyClient:
                         code="store_unexpected_status",
                     )
                 problem = f"status {status}"
-                retry_after = _retry_after(response)
+                retry_after = read_retry_after(response)
             if failures >= self.max_retries:
                 raise UpstreamError(
                     f"Shopify unavailable after {failures + 1} attempts ({problem}).",
@@ -504,13 +475,3 @@ class ShopifyClient:
                 f"Shopify GraphQL error: {message}", retryable=False, code="store_graphql_error"
             )
         return data
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        return None

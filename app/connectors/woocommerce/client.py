@@ -14,12 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
+from app.connectors.http import Backoff, OwnedClient, read_retry_after
 from app.errors import UpstreamError
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -129,36 +128,6 @@ class BatchInterrupted(UpstreamError):
         self.result = result
 
 
-@dataclass
-class _Backoff:
-    base: float = 0.5
-    cap: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.cap)
-        step = min(self.cap, self.base * 2**attempt)
-        return step / 2 + self.rng.uniform(0, step / 2)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    raw = response.headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
 def _error_body(response: httpx.Response) -> tuple[str, str]:
     try:
         body = response.json()
@@ -177,7 +146,7 @@ def _int_or_none(value: Any) -> int | None:
     return number or None
 
 
-class WooCommerceClient:
+class WooCommerceClient(OwnedClient):
     """Talks to one WooCommerce shop's REST API v3 with its consumer key and secret.
 
     `batch()` splits writes into calls of at most 100 objects and returns every object's
@@ -219,25 +188,9 @@ class WooCommerceClient:
         self._sleep = sleep
         self.max_retries = max_retries
         self.batch_size = batch_size
-        self._backoff = _Backoff(backoff_base, backoff_cap, rng or random.Random())
+        self._backoff = Backoff(backoff_base, backoff_cap, rng or random.Random())
         self._basic_accepted = False
         self.query_string_auth = False
-
-    async def __aenter__(self) -> WooCommerceClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_client:
-            await self._client.aclose()
 
     # Products
 
@@ -410,7 +363,7 @@ class WooCommerceClient:
                         self._basic_accepted = True
                     return response
                 problem = f"status {status}"
-                retry_after = _retry_after(response)
+                retry_after = read_retry_after(response)
             if attempt >= self.max_retries:
                 raise UpstreamError(
                     f"WooCommerce unavailable after {attempt + 1} attempts ({problem}).",

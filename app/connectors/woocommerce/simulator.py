@@ -18,7 +18,7 @@ import hmac
 import json
 import math
 import re
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from app.connectors.faults import Faults
 
 PREFIX = "/wp-json/wc/v3"
 MAX_PER_PAGE = 100
@@ -59,28 +61,6 @@ class ItemError(Exception):
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "data": {"status": self.status}}
-
-
-@dataclass
-class Fault:
-    """One injected failure: the status to answer with and an optional `Retry-After`."""
-
-    status: int
-    retry_after: int | None = None
-
-
-@dataclass
-class Faults:
-    """Failures to serve, in order, before requests are handled normally again."""
-
-    pending: deque[Fault] = field(default_factory=deque)
-
-    def inject(self, status: int, *, count: int = 1, retry_after: int | None = None) -> None:
-        """Answer the next `count` authenticated requests with `status`."""
-        self.pending.extend(Fault(status, retry_after) for _ in range(count))
-
-    def clear(self) -> None:
-        self.pending.clear()
 
 
 @dataclass
