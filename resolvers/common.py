@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -62,6 +64,18 @@ def plain(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+@contextmanager
+def input_errors(fields: Collection[str]) -> Iterator[None]:
+    """Errors a service raises about one of `fields` name it as GraphQL clients see it:
+    `input.<field>`."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.param in fields:
+            exc.param = f"input.{exc.param}"
+        raise
 
 
 def validate(model: type[M], data: dict[str, Any], *, param: str = "input") -> M:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from app.errors import InvalidInput
 from app.pricing import service
 from app.pricing.models import PricingRule as PricingRuleRow
 from resolvers.common import (
@@ -18,6 +15,7 @@ from resolvers.common import (
     ObjectId,
     actor,
     connection,
+    input_errors,
     money,
     page_params,
     plain,
@@ -50,17 +48,6 @@ def to_type(row: PricingRuleRow) -> types.PricingRule:
     )
 
 
-@contextmanager
-def _input_params() -> Iterator[None]:
-    """Errors the service raises about an input field name it as GraphQL does: `input.<field>`."""
-    try:
-        yield
-    except InvalidInput as exc:
-        if exc.param in service.RULE_FIELDS:
-            exc.param = f"input.{exc.param}"
-        raise
-
-
 async def pricing_rules(
     info: Info, first: First = 25, after: After = None
 ) -> types.PricingRuleConnection:
@@ -79,7 +66,7 @@ async def pricing_rule_create(
     ],
 ) -> types.PricingRule:
     data = validate(service.PricingRuleInput, plain(input))
-    with _input_params():
+    with input_errors(service.RULE_FIELDS):
         return to_type(await service.create_pricing_rule(actor(info), data=data))
 
 
@@ -89,7 +76,7 @@ async def pricing_rule_update(
     input: Annotated[PricingRuleUpdateInput, strawberry.argument(description="The changes.")],
 ) -> types.PricingRule:
     changes = validate(service.PricingRuleChanges, plain(input))
-    with _input_params():
+    with input_errors(service.RULE_FIELDS):
         return to_type(await service.update_pricing_rule(actor(info), id, changes=changes))
 
 

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
-from app.errors import InvalidInput
 from app.stores import service
 from app.stores.models import Store as StoreRow
-from resolvers.common import After, First, ObjectId, actor, connection, page_params, plain, validate
+from resolvers.common import (
+    After,
+    First,
+    ObjectId,
+    actor,
+    connection,
+    input_errors,
+    page_params,
+    plain,
+    validate,
+)
 from schema import types
 from schema.inputs import StoreCreateInput, StoreUpdateInput
 
@@ -58,23 +65,12 @@ async def store(info: Info, id: ObjectId) -> types.Store:
     return to_type(await service.get_store(actor(info), id))
 
 
-@contextmanager
-def _input_params() -> Iterator[None]:
-    """Errors the service raises about an input field name it as GraphQL does: `input.<field>`."""
-    try:
-        yield
-    except InvalidInput as exc:
-        if exc.param == "credentials":
-            exc.param = "input.credentials"
-        raise
-
-
 async def store_create(
     info: Info,
     input: Annotated[StoreCreateInput, strawberry.argument(description="The store to connect.")],
 ) -> types.Store:
     data = validate(service.StoreCreate, _store_data(input))
-    with _input_params():
+    with input_errors(("credentials",)):
         return to_type(await service.create_store(actor(info), data=data))
 
 
@@ -84,5 +80,5 @@ async def store_update(
     input: Annotated[StoreUpdateInput, strawberry.argument(description="The changes.")],
 ) -> types.Store:
     changes = validate(service.StoreChanges, _store_data(input))
-    with _input_params():
+    with input_errors(("credentials",)):
         return to_type(await service.update_store(actor(info), id, changes=changes))
