@@ -67,13 +67,13 @@ class ApiGateway:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        headers = _headers(scope)
         is_graphql = path == "/graphql" or path.startswith("/graphql/")
         if not (is_graphql or path == "/v1" or path.startswith("/v1/")):
-            await self._with_request_id(scope, receive, send, [])
+            await self._with_request_id(scope, receive, send, headers, [])
             return
 
         extra_headers: list[tuple[bytes, bytes]] = []
-        headers = _headers(scope)
         state = scope.setdefault("state", {})
         principal = None
         error: DomainError | None = None
@@ -139,10 +139,12 @@ class ApiGateway:
             if www_authenticate:
                 extra_headers.append((b"www-authenticate", www_authenticate.encode()))
             await self._with_request_id(
-                scope, receive, send, extra_headers, error=error, graphql=is_graphql
+                scope, receive, send, headers, extra_headers, error=error, graphql=is_graphql
             )
             return
-        await self._with_request_id(scope, receive, send, extra_headers, graphql=is_graphql)
+        await self._with_request_id(
+            scope, receive, send, headers, extra_headers, graphql=is_graphql
+        )
 
     async def _authenticate(self, authorization: str | None):  # type: ignore[no-untyped-def]
         if not authorization:
@@ -161,12 +163,13 @@ class ApiGateway:
         scope: Scope,
         receive: Any,
         send: Any,
+        headers: dict[str, str],
         extra_headers: list[tuple[bytes, bytes]],
         *,
         error: DomainError | None = None,
         graphql: bool = False,
     ) -> None:
-        incoming = _headers(scope).get("x-request-id")
+        incoming = headers.get("x-request-id")
         request_id = (
             incoming
             if incoming and _REQUEST_ID_RE.match(incoming)
