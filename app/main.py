@@ -5,7 +5,6 @@ database, the event bus, the job queue and the rate limiter."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -119,7 +118,7 @@ class GraphQLApp(GraphQL):
             key=key,
             method="POST",
             path="/graphql",
-            fingerprint=hashlib.sha256(b"POST /graphql\n" + body).hexdigest(),
+            body=body,
             run=run,
         )
         headers = {"idempotent-replayed": "true"} if replayed else {}

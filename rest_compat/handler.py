@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import orjson
@@ -96,16 +95,13 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
 
         key = request.headers.get("idempotency-key")
         if route.method == "POST" and key is not None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            fingerprint = hashlib.sha256(
-                route.method.encode() + b" " + target.encode() + b"\n" + body
-            ).hexdigest()
             status, content, replayed = await idempotency.run_once(
                 actor,
                 key=key,
                 method=route.method,
                 path=request.url.path,
-                fingerprint=fingerprint,
+                query=request.url.query,
+                body=body,
                 run=run,
             )
             headers = {"idempotent-replayed": "true"} if replayed else {}

@@ -3,6 +3,7 @@ key with a different request is a 409. A key whose first request is still runnin
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -23,12 +24,16 @@ async def run_once(
     key: str,
     method: str,
     path: str,
-    fingerprint: str,
+    body: bytes,
+    query: str = "",
     run: Callable[[], Awaitable[tuple[int, bytes]]],
 ) -> tuple[int, bytes, bool]:
-    """Returns (status, body, replayed)."""
+    """Run `run` once per key; returns (status, body, replayed). The request is identified by
+    its method, path, query string and exact body bytes."""
     if not key or len(key) > 255:
         raise InvalidInput("Idempotency-Key must be 1–255 characters.", param="Idempotency-Key")
+    target = f"{path}?{query}" if query else path
+    fingerprint = hashlib.sha256(f"{method} {target}\n".encode() + body).hexdigest()
     try:
         record = await IdempotencyRecord.create(
             account_id=actor.account_id,
@@ -49,7 +54,7 @@ async def run_once(
             # Expired, or its first request died with its process: the key is free again.
             await existing.delete()
             return await run_once(
-                actor, key=key, method=method, path=path, fingerprint=fingerprint, run=run
+                actor, key=key, method=method, path=path, body=body, query=query, run=run
             )
         if existing.request_hash != fingerprint:
             raise Conflict(
