@@ -217,9 +217,6 @@ def cmd_keys_revoke(args: argparse.Namespace) -> None:
 def cmd_stores_create(args: argparse.Namespace) -> None:
     from app.accounts import service as accounts
     from app.accounts.models import Environment
-    from app.accounts.plans import PLANS
-    from app.auth.principal import Principal, expand_key_scopes
-    from app.errors import PermissionDenied
     from app.stores import service
 
     credentials: dict[str, str] = {}
@@ -233,20 +230,8 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
 
     async def work() -> Any:
         account = await accounts.get_account(args.account)
-        if args.mode == "test" and not PLANS[account.plan].sandbox:
-            raise PermissionDenied(
-                f"The {account.plan.value} plan has no sandbox: "
-                "test stores need the professional or enterprise plan.",
-                code="plan_restriction",
-                param="mode",
-            )
-        actor = Principal(
-            account_id=account.id,
-            environment=Environment.SANDBOX if args.mode == "test" else Environment.LIVE,
-            scopes=expand_key_scopes(["write"]),
-            plan=account.plan,
-            rate_limit=accounts.effective_rate_limit(account),
-        )
+        environment = Environment.SANDBOX if args.mode == "test" else Environment.LIVE
+        actor = accounts.operator_principal(account, environment)
         try:
             data = service.StoreCreate(
                 name=args.name, platform=args.platform, url=args.url, credentials=credentials

@@ -13,7 +13,6 @@ from app.accounts import service as accounts
 from app.accounts.models import Account, Environment, Plan
 from app.auth import service as keys
 from app.auth.models import ApiKey
-from app.auth.principal import Principal, expand_key_scopes
 from app.crypto import hash_api_key
 from app.products import service as products
 from app.products.models import Product
@@ -144,13 +143,7 @@ async def _still_valid(saved: dict[str, str]) -> bool:
 
 async def seed_sample_products(account: Account) -> None:
     for environment in (Environment.LIVE, Environment.SANDBOX):
-        actor = Principal(
-            account_id=account.id,
-            environment=environment,
-            scopes=expand_key_scopes(["write"]),
-            plan=account.plan,
-            rate_limit=accounts.effective_rate_limit(account),
-        )
+        actor = accounts.operator_principal(account, environment)
         for lot, title, metal, grade, service, year, mint, denom, cost, price in reversed(
             SAMPLE_LOTS
         ):

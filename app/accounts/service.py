@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from app.accounts.models import Account, Plan
-from app.accounts.plans import rate_limit_for
-from app.auth.principal import Principal
-from app.errors import InvalidInput, NotFound
+from app.accounts.models import Account, Environment, Plan
+from app.accounts.plans import PLANS, rate_limit_for
+from app.auth.principal import Principal, expand_key_scopes
+from app.errors import InvalidInput, NotFound, PermissionDenied
 from app.ids import is_valid_id, new_id
 
 
@@ -45,6 +45,25 @@ async def get_me(actor: Principal) -> Account:
     """The caller's own account."""
     actor.require("account:read")
     return await get_account(actor.account_id)
+
+
+def operator_principal(account: Account, environment: Environment) -> Principal:
+    """Write access to `account` in `environment` for operator tools (the CLI, the demo), with
+    the plan's rules: no sandbox for a plan without one."""
+    if environment is Environment.SANDBOX and not PLANS[account.plan].sandbox:
+        raise PermissionDenied(
+            f"The {account.plan.value} plan has no sandbox: "
+            "sandbox data needs the professional or enterprise plan.",
+            code="plan_restriction",
+            param="mode",
+        )
+    return Principal(
+        account_id=account.id,
+        environment=environment,
+        scopes=expand_key_scopes(["write"]),
+        plan=account.plan,
+        rate_limit=effective_rate_limit(account),
+    )
 
 
 def effective_rate_limit(account: Account) -> int:
