@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     demo: bool | None = Field(
         default=None, description="Create the demo account at start-up; default: development."
     )
+    auction_house_url: str | None = Field(
+        default=None,
+        description="The auction house's lot feed; unset = the built-in simulator (live data "
+        "needs it set; the sandbox always reads the simulator).",
+    )
+    auction_house_token: str | None = Field(default=None, description="Bearer token of the feed.")
+    simulator_catalog_size: int = Field(
+        default=300, ge=1, le=1_000_000, description="Lots in the built-in auction-house simulator."
+    )
+    simulator_seed: int = Field(default=1, description="Seed of the simulated catalog.")
+    sync_batch_size: int = Field(default=500, ge=1, le=5000, description="Lots per transaction.")
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

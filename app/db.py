@@ -12,6 +12,7 @@ MODEL_MODULES = [
     "app.products.models",
     "app.stores.models",
     "app.pricing.models",
+    "app.sync.models",
     "app.events.models",
     "app.idempotency.models",
 ]

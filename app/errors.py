@@ -13,6 +13,8 @@ DomainError(code, message, param)
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """Base of every error a client may see. `code` is stable and machine-readable."""
@@ -21,19 +23,31 @@ class DomainError(Exception):
     error_type = "invalid_request"
     default_code = "invalid_request"
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        details: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.param = param
+        # Extra machine-readable context (e.g. the running job of a 409), sent with the error.
+        self.details = details
 
-    def to_dict(self) -> dict[str, str | None]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "type": self.error_type,
             "code": self.code,
             "message": self.message,
             "param": self.param,
         }
+        if self.details:
+            body.update(self.details)
+        return body
 
 
 class InvalidInput(DomainError):

@@ -12,6 +12,7 @@ from app.config import Settings
 from app.crypto import SecretBox
 
 if TYPE_CHECKING:
+    from app.connectors.simulated import Simulators
     from app.events.bus import EventBus
     from app.jobs import JobQueue
 
@@ -22,6 +23,7 @@ class Runtime:
     secret_box: SecretBox
     bus: EventBus | None = None
     jobs: JobQueue | None = None
+    simulators: Simulators | None = None
 
 
 _current: Runtime | None = None

@@ -114,8 +114,11 @@ class SyncAuctionSchema(strawberry.Schema):
                 error.message = "Internal server error."
             # Set on the error itself so every transport (HTTP and websocket) sends the code.
             error.extensions = {**(error.extensions or {}), "code": code}
-            if isinstance(error.original_error, DomainError) and error.original_error.param:
-                error.extensions["param"] = error.original_error.param
+            if isinstance(error.original_error, DomainError):
+                if error.original_error.param:
+                    error.extensions["param"] = error.original_error.param
+                if error.original_error.details:
+                    error.extensions.update(error.original_error.details)
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
@@ -125,8 +128,11 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     code = error_code(error)
     extensions = dict(formatted.get("extensions") or {})
     extensions["code"] = code
-    if isinstance(error.original_error, DomainError) and error.original_error.param:
-        extensions["param"] = error.original_error.param
+    if isinstance(error.original_error, DomainError):
+        if error.original_error.param:
+            extensions["param"] = error.original_error.param
+        if error.original_error.details:
+            extensions.update(error.original_error.details)
     if code == "internal_error":
         formatted["message"] = "Internal server error."
     formatted["extensions"] = extensions

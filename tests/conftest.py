@@ -37,6 +37,9 @@ requires_redis = pytest.mark.skipif(
 )
 
 TABLES = [
+    "listings",
+    "sync_jobs",
+    "sync_states",
     "idempotency_records",
     "events",
     "pricing_rules",
@@ -131,6 +134,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         auto_migrate=False,
         demo=False,
         log_level="WARNING",
+        simulator_catalog_size=60,
     )
 
 

@@ -190,7 +190,13 @@ async def test_deferred_job_runs_after_its_delay():
 async def test_enqueue_runs_a_registered_job_in_the_app_runtime(app, tenant):
     rt = runtime.current()
     assert rt.bus is not None and rt.jobs is not None
-    assert set(JOBS) == {"publish_events_sweep", "purge_idempotency_records"}
+    assert set(JOBS) == {
+        "publish_events_sweep",
+        "purge_idempotency_records",
+        "run_sync",
+        "schedule_syncs",
+        "resume_stalled_syncs",
+    }
     pending = await _stored_event(tenant.account_id, age=timedelta(minutes=5))
     async with rt.bus.subscribe(
         account_id=tenant.account_id, environment=Environment.LIVE

@@ -284,3 +284,81 @@ async def test_list_orders_after_a_time_across_pages(
     assert recent[0].total == Decimal("110.00") and recent[0].currency == "USD"
     assert [o.created_at for o in recent] == sorted(o.created_at for o in recent)
     assert await client.list_orders(after=base + timedelta(days=1)) == []
+
+
+async def test_sku_index_follows_variant_changes_and_product_delete(
+    http: httpx.AsyncClient, simulator: Starlette, fake: FakeTime
+) -> None:
+    shop = simulator.state.shop
+    url = SHOP_URL + GRAPHQL_PATH
+    headers = {"X-Shopify-Access-Token": TOKEN}
+    set_product = (
+        "mutation($input: ProductSetInput!) { productSet(input: $input, synchronous: true) "
+        "{ product { id variants(first: 5) { nodes { sku } } } userErrors { code } } }"
+    )
+
+    async def call(query: str, variables: dict | None = None) -> dict:
+        fake.now += 10  # the bucket refills
+        response = await http.post(
+            url, json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        body = response.json()
+        assert "errors" not in body
+        return body["data"]
+
+    async def product_set(sku: str, product_id: str | None = None) -> dict:
+        data: dict = {
+            "title": "Coin",
+            "variants": [{"price": "1.00", "inventoryItem": {"sku": sku}}],
+        }
+        if product_id is not None:
+            data["id"] = product_id
+        return (await call(set_product, {"input": data}))["productSet"]
+
+    async def search(sku: str) -> list[str]:
+        query = "query($q: String) { products(first: 5, query: $q) { nodes { id } } }"
+        return [n["id"] for n in (await call(query, {"q": f"sku:{sku}"}))["products"]["nodes"]]
+
+    # 5,000 products, 50 aliased productSet mutations per call.
+    for start in range(0, 5_000, 50):
+        fields = " ".join(
+            f'p{n}: productSet(input: {{title: "Lot {n}", variants: [{{price: "1.00", '
+            f'inventoryItem: {{sku: "BULK-{n:05d}"}}}}]}}, synchronous: true) '
+            "{ userErrors { code } }"
+            for n in range(start, start + 50)
+        )
+        answer = await call(f"mutation {{ {fields} }}")
+        assert all(r["userErrors"] == [] for r in answer.values())
+    assert len(shop.products) == 5_000
+    [first] = await search("BULK-00001")
+    assert (await product_set("BULK-04999", first))["userErrors"] == [{"code": "TAKEN"}]
+
+    a = (await product_set("S-1"))["product"]["id"]
+    b = (await product_set("S-2"))["product"]["id"]
+    assert (await product_set("S-1", b))["userErrors"] == [{"code": "TAKEN"}]
+    assert await search("S-1") == [a]
+
+    # A SKU moved to another value by productSet is free again.
+    assert (await product_set("S-3", a))["userErrors"] == []
+    assert await search("S-1") == []
+    assert (await product_set("S-1", b))["product"]["variants"]["nodes"] == [{"sku": "S-1"}]
+    assert await search("S-1") == [b] and await search("S-2") == []
+    assert shop.product_by_sku("S-2") is None
+
+    # productDelete frees the SKUs: a push by SKU creates a new product instead of updating.
+    deleted = await call(
+        "mutation($input: ProductDeleteInput!) { productDelete(input: $input) "
+        "{ deletedProductId } }",
+        {"input": {"id": a}},
+    )
+    assert deleted["productDelete"]["deletedProductId"] == a
+    assert await search("S-3") == []
+    assert shop.product_by_sku("S-3") is None
+    again = (await product_set("S-3"))["product"]["id"]
+    assert again not in (a, b)
+    assert await search("S-3") == [again]
+    assert (await product_set("S-3", b))["userErrors"] == [{"code": "TAKEN"}]
+    assert len(shop.products) == 5_002
+    # The index agrees with a full scan.
+    for product in shop.products.values():
+        assert all(shop.product_by_sku(v["sku"]) is product for v in product["_variants"])

@@ -286,3 +286,118 @@ async def test_orders_are_listed_page_by_page_after_a_moment(
     assert await woo.list_orders(start + timedelta(days=1)) == []
     with pytest.raises(ValueError):
         await woo.list_orders(datetime(2025, 1, 1))
+
+
+async def test_sku_index_scales_and_frees_skus_like_woocommerce(
+    http: httpx.AsyncClient, simulator: Starlette
+) -> None:
+    def small(n: int) -> dict[str, object]:
+        return {"sku": f"BULK-{n:06d}", "name": f"Lot {n}", "regular_price": "1.00"}
+
+    async def batch(body: dict[str, object]) -> dict[str, list[dict[str, object]]]:
+        response = await http.post("/wp-json/wc/v3/products/batch", json=body, auth=(KEY, SECRET))
+        assert response.status_code == 200
+        return response.json()
+
+    async def by_sku(sku: str) -> list[int]:
+        response = await http.get(
+            "/wp-json/wc/v3/products", params={"sku": sku}, auth=(KEY, SECRET)
+        )
+        assert response.status_code == 200
+        return [p["id"] for p in response.json()]
+
+    for start in range(0, 20_000, 100):
+        answer = await batch({"create": [small(n) for n in range(start, start + 100)]})
+        assert all("error" not in item for item in answer["create"])
+    store = simulator.state.store
+    assert len(store.products) == 20_000
+    assert store.stats.batch_calls == 200
+
+    # A duplicate is still refused with 20,000 products, in a batch and on its own.
+    answer = await batch({"create": [small(12_345), small(20_000)]})
+    assert answer["create"][0]["error"]["code"] == "product_invalid_sku"
+    assert answer["create"][1]["sku"] == "BULK-020000"
+    single = await http.post("/wp-json/wc/v3/products", json=small(0), auth=(KEY, SECRET))
+    assert single.status_code == 400 and single.json()["code"] == "product_invalid_sku"
+    [first] = await by_sku("BULK-000000")
+    assert first == 101
+    assert await by_sku("NOPE") == []
+
+    # Updating a product to its own SKU is fine; to another's is refused.
+    answer = await batch(
+        {"update": [{"id": first, "sku": "BULK-000000"}, {"id": first, "sku": "BULK-000001"}]}
+    )
+    assert answer["update"][0]["sku"] == "BULK-000000"
+    assert answer["update"][1]["error"]["code"] == "product_invalid_sku"
+
+    # A SKU changed by an update is free; the new one is taken.
+    answer = await batch({"update": [{"id": first, "sku": "RENAMED-0"}]})
+    assert answer["update"][0]["sku"] == "RENAMED-0"
+    assert await by_sku("BULK-000000") == []
+    assert await by_sku("RENAMED-0") == [first]
+    answer = await batch({"create": [small(0), {**small(1), "sku": "RENAMED-0"}]})
+    reused = answer["create"][0]["id"]
+    assert answer["create"][0]["sku"] == "BULK-000000" and reused != first
+    assert answer["create"][1]["error"]["code"] == "product_invalid_sku"
+    assert await by_sku("BULK-000000") == [reused]
+
+    # A forced delete frees the SKU; a trashed product keeps it.
+    [doomed] = await by_sku("BULK-000002")
+    answer = await batch({"delete": [doomed]})
+    assert answer["delete"][0]["id"] == doomed
+    assert await by_sku("BULK-000002") == []
+    answer = await batch({"create": [small(2)]})
+    assert answer["create"][0]["sku"] == "BULK-000002"
+    [trashed] = await by_sku("BULK-000003")
+    response = await http.delete(f"/wp-json/wc/v3/products/{trashed}", auth=(KEY, SECRET))
+    assert response.status_code == 200 and response.json()["status"] == "trash"
+    assert await by_sku("BULK-000003") == [trashed]
+    answer = await batch({"create": [small(3)]})
+    assert answer["create"][0]["error"]["code"] == "product_invalid_sku"
+    response = await http.delete(
+        f"/wp-json/wc/v3/products/{trashed}", params={"force": "true"}, auth=(KEY, SECRET)
+    )
+    assert response.status_code == 200
+    answer = await batch({"create": [small(3)]})
+    assert answer["create"][0]["sku"] == "BULK-000003"
+
+    # Clearing a SKU frees it too; empty SKUs are never duplicates.
+    [cleared] = await by_sku("BULK-000004")
+    answer = await batch({"update": [{"id": cleared, "sku": ""}]})
+    assert answer["update"][0]["sku"] == ""
+    answer = await batch({"create": [small(4)]})
+    assert answer["create"][0]["sku"] == "BULK-000004"
+    answer = await batch({"create": [{**small(0), "sku": ""}]})
+    assert "error" not in answer["create"][0]
+    assert len(store.products) == 20_004
+    # The index agrees with a full scan.
+    assert all(store.product_by_sku(p["sku"]) is p for p in store.products.values() if p["sku"])
+    assert store.product_by_sku("BULK-000000") is store.products[reused]
+
+
+async def test_find_product_id_by_sku(woo: WooCommerceClient, simulator: Starlette) -> None:
+    created = await woo.push_products([lot(n) for n in range(3)])
+    ids = created.ids_by_sku()
+
+    assert await woo.find_product_id_by_sku("LOT-00001") == ids["LOT-00001"]
+    assert await woo.find_product_id_by_sku("LOT-99999") is None
+    # The recovery it is for: a create whose answer was lost comes back as a duplicate SKU.
+    retry = await woo.push_products([lot(2)])
+    assert retry.errors[0].error_code == "product_invalid_sku"
+    assert await woo.find_product_id_by_sku("LOT-00002") == ids["LOT-00002"]
+    with pytest.raises(ValueError):
+        await woo.find_product_id_by_sku("")
+    assert simulator.state.store.stats.requests["GET products"] == 3
+
+
+async def test_find_product_id_by_sku_retries_and_falls_back_to_query_string_auth(
+    sleep: RecordingSleep,
+) -> None:
+    app = create_simulator(consumer_key=KEY, consumer_secret=SECRET, strip_authorization=True)
+    app.state.store.create_product(lot(7))
+    app.state.faults.inject(503)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+        woo = WooCommerceClient(BASE_URL, KEY, SECRET, client=http, sleep=sleep)
+        assert await woo.find_product_id_by_sku("LOT-00007") == 101
+    assert woo.query_string_auth
+    assert len(sleep.delays) == 1

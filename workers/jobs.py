@@ -8,6 +8,7 @@ from typing import Any
 
 from app.events.service import publish_pending_events
 from app.idempotency import service as idempotency
+from app.sync import service as sync
 
 logger = logging.getLogger("syncauction.jobs")
 
@@ -23,3 +24,22 @@ async def publish_events_sweep(ctx: dict[str, Any]) -> int:
 async def purge_idempotency_records(ctx: dict[str, Any]) -> int:
     """Forget `Idempotency-Key` responses older than 24 hours."""
     return await idempotency.purge_expired()
+
+
+async def run_sync(ctx: dict[str, Any], sync_id: str) -> str | None:
+    """Run or resume one sync job (idempotent: a finished or busy job is left alone)."""
+    job = await sync.run_job(sync_id)
+    return job.status.value if job is not None else None
+
+
+async def schedule_syncs(ctx: dict[str, Any]) -> int:
+    """Start the scheduled deltas and nightly full syncs that are due."""
+    return await sync.schedule_due()
+
+
+async def resume_stalled_syncs(ctx: dict[str, Any]) -> int:
+    """Re-enqueue syncs whose process died mid-run, so they finish."""
+    count = await sync.resume_stalled()
+    if count:
+        logger.info("re-enqueued %d stalled sync jobs", count)
+    return count

@@ -6,11 +6,24 @@ from app.jobs import JobFunction
 from workers import jobs
 
 JOBS: dict[str, JobFunction] = {
-    fn.__name__: fn for fn in (jobs.publish_events_sweep, jobs.purge_idempotency_records)
+    fn.__name__: fn
+    for fn in (
+        jobs.publish_events_sweep,
+        jobs.purge_idempotency_records,
+        jobs.run_sync,
+        jobs.schedule_syncs,
+        jobs.resume_stalled_syncs,
+    )
 }
 
 # (job name, every N seconds) — arq cron in distributed mode, a loop in embedded mode.
 PERIODIC: list[tuple[str, int]] = [
     ("publish_events_sweep", 30),
     ("purge_idempotency_records", 3600),
+    ("schedule_syncs", 60),
+    ("resume_stalled_syncs", 60),
 ]
+
+# Seconds a job may run under arq (default 600). A sync of a large catalog takes a while; a
+# sync that outlives its timeout is resumed by `resume_stalled_syncs`.
+JOB_TIMEOUTS: dict[str, int] = {"run_sync": 4 * 3600}

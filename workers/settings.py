@@ -13,7 +13,7 @@ from app.config import Settings, get_settings
 from app.events.bus import make_bus, set_bus
 from app.jobs import ArqQueue
 from app.logging import configure_logging
-from workers.registry import JOBS, PERIODIC
+from workers.registry import JOB_TIMEOUTS, JOBS, PERIODIC
 
 
 def _cron_schedule(every_seconds: int) -> dict[str, set[int] | None]:
@@ -46,7 +46,9 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.Worker` built from our settings."""
     if not settings.redis_url:
         raise ValueError("SYNCAUCTION_REDIS_URL is not set: the worker needs Redis")
-    functions: list[Function] = [func(fn, name=name, timeout=600) for name, fn in JOBS.items()]
+    functions: list[Function] = [
+        func(fn, name=name, timeout=JOB_TIMEOUTS.get(name, 600)) for name, fn in JOBS.items()
+    ]
     cron_jobs = [
         cron(JOBS[name], name=f"cron:{name}", run_at_startup=True, **_cron_schedule(every))
         for name, every in PERIODIC

@@ -63,8 +63,13 @@ class OwnedClient:
     ) -> None:
         await self.aclose()
 
+    def owning(self) -> Self:
+        """Take over the HTTP client passed in: `aclose()` closes it too."""
+        self._owns_client = True
+        return self
+
     async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
+        """Close the HTTP client if this object created it (or was handed it, `owning`)."""
         if self._owns_client:
             await self._client.aclose()
 

@@ -41,7 +41,8 @@ class Product(Model):
     images = fields.JSONField(default=list)
     tags = fields.JSONField(default=list)
     status = fields.CharEnumField(ProductStatus, max_length=10, default=ProductStatus.ACTIVE)
-    content_hash = fields.CharField(max_length=64, default="")
+    content_hash = fields.CharField(max_length=64, default="")  # of the lot, as last read
+    listing_hash = fields.CharField(max_length=64, default="")  # of what stores should show
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 

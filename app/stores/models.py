@@ -26,6 +26,8 @@ class Store(Model):
     url = fields.CharField(max_length=500)
     credentials_encrypted = fields.TextField(default="")
     sync_enabled = fields.BooleanField(default=True)
+    # Backed by the built-in simulator of its platform (demo and sandbox), not a real shop.
+    simulated = fields.BooleanField(default=False)
     settings = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

@@ -19,6 +19,7 @@ from pydantic import (
 from tortoise.transactions import in_transaction
 
 from app import runtime
+from app.accounts.models import Environment
 from app.auth.principal import Principal
 from app.errors import InvalidInput, from_validation_error
 from app.ids import new_id
@@ -93,6 +94,11 @@ class StoreCreate(BaseModel):
     credentials: dict[str, Any]
     sync_enabled: bool = True
     settings: StoreSettings = Field(default_factory=StoreSettings)
+    simulated: bool = Field(
+        default=False,
+        description="Back the store with the built-in simulator of its platform instead of a "
+        "real shop (sandbox; live data only in development).",
+    )
 
 
 class StoreChanges(BaseModel):
@@ -155,7 +161,19 @@ async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
     """Connect a store; its credentials are validated for the platform and encrypted."""
     actor.require("stores:write")
     credentials = validate_credentials(data.platform, data.credentials)
-    await ensure_public_url(_url_text(data.url))
+    if data.simulated:
+        if (
+            actor.environment is not Environment.SANDBOX
+            and not runtime.current().settings.is_development
+        ):
+            raise InvalidInput(
+                "Simulated stores are for the sandbox (use a sa_test_ key); live data needs "
+                "a real store.",
+                code="simulated_store_live",
+                param="simulated",
+            )
+    else:
+        await ensure_public_url(_url_text(data.url))
     return await Store.create(
         id=new_id("store"),
         account_id=actor.account_id,
@@ -165,6 +183,7 @@ async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
         url=_url_text(data.url),
         credentials_encrypted=runtime.current().secret_box.encrypt(credentials),
         sync_enabled=data.sync_enabled,
+        simulated=data.simulated,
         settings=data.settings.model_dump(mode="json"),
     )
 

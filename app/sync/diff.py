@@ -9,7 +9,7 @@ stream asks `removed()` for the products whose lots are gone or sold.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -86,6 +86,29 @@ class LotDiff:
         self.unchanged += 1
         return None
 
+    def mark_seen(self, lots: Iterable[str]) -> None:
+        """Count these stored lots as offered and unchanged (their feed page was not modified
+        since the last sync, so it was not read again)."""
+        for ha_lot in lots:
+            if ha_lot not in self._seen and ha_lot in self._known:
+                self._seen.add(ha_lot)
+                self.unchanged += 1
+
     def removed(self) -> list[str]:
         """Stored lots that the finished stream did not offer (sold or withdrawn), sorted."""
         return sorted(set(self._known) - self._seen)
+
+
+def listing_hash(
+    *, title: str, description: str, price: Decimal, images: list[str], sku: str
+) -> str:
+    """SHA-256 of what a store shows of a product: a store listing whose last push carried a
+    different hash needs a new push."""
+    content = {
+        "sku": sku,
+        "title": title,
+        "description": description,
+        "price": str(Decimal(price).quantize(Decimal("0.01"))),
+        "images": list(images),
+    }
+    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()

@@ -259,6 +259,9 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
     assert {(f.name, f.timeout_s) for f in kwargs["functions"]} == {
         ("publish_events_sweep", 600),
         ("purge_idempotency_records", 600),
+        ("run_sync", 4 * 3600),
+        ("schedule_syncs", 600),
+        ("resume_stalled_syncs", 600),
     }
     assert kwargs["ctx"]["settings"].redis_url == redis_url
     runs = {}
@@ -268,10 +271,12 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
         first = cron_job.next_run
         cron_job.calculate_next(first)
         runs[cron_job.name] = (first.strftime("%H:%M:%S"), cron_job.next_run.strftime("%H:%M:%S"))
-    # The same periods as the embedded runner: 30 s and an hour.
+    # The same periods as the embedded runner: 30 s, an hour, a minute.
     assert runs == {
         "cron:publish_events_sweep": ("10:30:30", "10:31:00"),
         "cron:purge_idempotency_records": ("11:00:00", "12:00:00"),
+        "cron:schedule_syncs": ("10:31:00", "10:32:00"),
+        "cron:resume_stalled_syncs": ("10:31:00", "10:32:00"),
     }
 
 

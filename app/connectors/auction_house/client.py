@@ -81,6 +81,10 @@ class AuctionHouseClient(OwnedClient):
         self._backoff = Backoff(backoff_base, backoff_cap, rng or random.Random())
         self._seen: dict[int, _Seen] = {}
 
+    def remember_page(self, number: int, etag: str, next_page: int | None) -> None:
+        """Seed what an earlier run learned of a page, so `pages()` asks with `If-None-Match`."""
+        self._seen[number] = _Seen(etag, next_page)
+
     def forget_etags(self) -> None:
         """Drop remembered ETags, so the next `pages()` reads everything again."""
         self._seen.clear()

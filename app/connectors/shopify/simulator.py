@@ -16,7 +16,7 @@ import hmac
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -83,7 +83,11 @@ class Bucket:
 
 @dataclass
 class ShopState:
-    """The simulated shop: products by numeric id, orders, the cost bucket and the faults."""
+    """The simulated shop: products by numeric id, orders, the cost bucket and the faults.
+
+    `_numbers_by_sku` indexes the variants' SKUs by product number so that SKU look-ups stay
+    O(1) with 100,000 products; `_product_set` and `_product_delete` keep it up to date
+    through `index_skus` and `forget_product`."""
 
     bucket: Bucket
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -91,6 +95,12 @@ class ShopState:
     stats: Stats = field(default_factory=Stats)
     faults: deque[int] = field(default_factory=deque)
     _next_id: int = 1000
+    _numbers_by_sku: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._numbers_by_sku = {}
+        for product in self.products.values():
+            self.index_skus(product)
 
     def next_id(self) -> int:
         self._next_id += 1
@@ -139,10 +149,25 @@ class ShopState:
         return order
 
     def product_by_sku(self, sku: str) -> dict[str, Any] | None:
-        for product in self.products.values():
-            if any(v["sku"] == sku for v in product["_variants"]):
-                return product
-        return None
+        number = self._numbers_by_sku.get(sku)
+        return None if number is None else self.products.get(number)
+
+    def index_skus(self, product: dict[str, Any], *, previous: Iterable[Any] = ()) -> None:
+        """Record the SKUs of `product`'s variants, after dropping `previous` (its SKUs
+        before its variants were replaced)."""
+        self._unindex(product["_number"], previous)
+        for variant in product["_variants"]:
+            if isinstance(variant["sku"], str) and variant["sku"]:
+                self._numbers_by_sku.setdefault(variant["sku"], product["_number"])
+
+    def forget_product(self, product: dict[str, Any]) -> None:
+        """Drop a deleted product's SKUs from the index."""
+        self._unindex(product["_number"], (v["sku"] for v in product["_variants"]))
+
+    def _unindex(self, number: int, skus: Iterable[Any]) -> None:
+        for sku in skus:
+            if isinstance(sku, str) and self._numbers_by_sku.get(sku) == number:
+                del self._numbers_by_sku[sku]
 
 
 class _Reject(Exception):
@@ -317,6 +342,7 @@ def _product_set(shop: ShopState, args: dict[str, Any]) -> dict[str, Any]:
             keep = old.get(variant["sku"])
             vid = keep["id"] if keep else f"gid://shopify/ProductVariant/{shop.next_id()}"
             product["_variants"].append({"id": vid, **variant})
+        shop.index_skus(product, previous=old)
     if "files" in data:
         product["_media"] = [
             {
@@ -348,11 +374,13 @@ def _product_delete(shop: ShopState, args: dict[str, Any]) -> dict[str, Any]:
         number = int(gid.rsplit("/", 1)[-1])
     except ValueError:
         number = -1
-    if shop.products.pop(number, None) is None:
+    product = shop.products.pop(number, None)
+    if product is None:
         return {
             "deletedProductId": None,
             "userErrors": [_user_error(["id"], "Product does not exist", "NOT_FOUND")],
         }
+    shop.forget_product(product)
     return {"deletedProductId": gid, "userErrors": []}
 
 
@@ -372,10 +400,12 @@ def _search(query: Any, field_name: str) -> tuple[str, str] | None:
 
 def _products(shop: ShopState, args: dict[str, Any]) -> dict[str, Any]:
     first = _first(args)
-    items = sorted(shop.products.values(), key=lambda p: p["_number"])
     search = _search(args.get("query"), "sku")
     if search is not None:
-        items = [p for p in items if any(v["sku"] == search[1] for v in p["_variants"])]
+        found = shop.product_by_sku(search[1])
+        items = [found] if found is not None else []
+    else:
+        items = sorted(shop.products.values(), key=lambda p: p["_number"])
     return _connection(
         [_product_view(p) for p in items], first=first, offset=_offset(args.get("after"))
     )

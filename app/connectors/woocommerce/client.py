@@ -238,6 +238,41 @@ class WooCommerceClient(OwnedClient):
                 result.outcomes.append(_outcome(action, index, item, reply))
         return result
 
+    async def find_product_id_by_sku(self, sku: str) -> int | None:
+        """The id of the product with this SKU, or None if the shop has none.
+
+        Used to recover from a duplicate-SKU error on a create that was applied but whose
+        answer was lost. A trashed product keeps its SKU (so creates still collide with it),
+        but WooCommerce leaves trashed products out of this list, so None is possible after
+        such an error. Raises `UpstreamError` if the shop refuses the query or answers
+        something else than a list of products, and `ValueError` for an empty SKU (which
+        WooCommerce would ignore, listing every product)."""
+        if not sku:
+            raise ValueError("sku must not be empty")
+        response = await self._request("GET", "/products", params={"sku": sku, "per_page": 1})
+        if response.status_code != 200:
+            code, message = _error_body(response)
+            raise UpstreamError(
+                f"WooCommerce refused the product search ({response.status_code} {code}: "
+                f"{message}).",
+                retryable=False,
+                code="store_rejected",
+            )
+        try:
+            products = response.json()
+        except ValueError:
+            products = None
+        if not isinstance(products, list):
+            raise UpstreamError(
+                "WooCommerce sent a malformed product search response.",
+                retryable=False,
+                code="store_malformed",
+            )
+        if not products:
+            return None
+        first = products[0]
+        return _int_or_none(first.get("id")) if isinstance(first, dict) else None
+
     @staticmethod
     def _batch_answer(response: httpx.Response) -> dict[str, Any]:
         if response.status_code != 200:

@@ -96,18 +96,42 @@ def _gmt(value: datetime) -> str:
 
 @dataclass
 class WooStore:
-    """The simulated shop: products by id, orders, and counters."""
+    """The simulated shop: products by id, orders, and counters.
+
+    `_ids_by_sku` indexes the products' non-empty SKUs (trashed products keep theirs, as in
+    WooCommerce) so that SKU checks and look-ups stay O(1) with 100,000 products; it is kept
+    up to date by `create_product`, `update_product` and `delete_product`."""
 
     products: dict[int, dict[str, Any]] = field(default_factory=dict)
     orders: list[dict[str, Any]] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
     next_product_id: int = 101
     next_order_id: int = 5001
+    _ids_by_sku: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._ids_by_sku = {}
+        for product_id, product in self.products.items():
+            self._index_sku(product_id, product.get("sku"))
 
     # Products
 
+    def _index_sku(self, product_id: int, sku: Any) -> None:
+        if isinstance(sku, str) and sku:
+            self._ids_by_sku.setdefault(sku, product_id)
+
+    def _unindex_sku(self, product_id: int, sku: Any) -> None:
+        if isinstance(sku, str) and self._ids_by_sku.get(sku) == product_id:
+            del self._ids_by_sku[sku]
+
     def _sku_taken(self, sku: str, *, other_than: int | None = None) -> bool:
-        return any(p["sku"] == sku and pid != other_than for pid, p in self.products.items())
+        owner = self._ids_by_sku.get(sku)
+        return owner is not None and owner != other_than
+
+    def product_by_sku(self, sku: str) -> dict[str, Any] | None:
+        """The stored product (trashed ones included) with this non-empty SKU, if any."""
+        product_id = self._ids_by_sku.get(sku)
+        return None if product_id is None else self.products[product_id]
 
     def _check(self, data: dict[str, Any], *, product_id: int | None) -> None:
         if not isinstance(data, dict):
@@ -181,6 +205,7 @@ class WooStore:
         }
         self._apply(product, data)
         self.products[product_id] = product
+        self._index_sku(product_id, product["sku"])
         self.stats.created += 1
         return dict(product)
 
@@ -193,7 +218,13 @@ class WooStore:
     def update_product(self, product_id: Any, data: dict[str, Any]) -> dict[str, Any]:
         product = self._get(product_id)
         self._check(data, product_id=product["id"])
-        self._apply(product, data)
+        old_sku = product["sku"]
+        try:
+            self._apply(product, data)
+        finally:  # `_apply` may fail half-way, after the SKU has changed
+            if product["sku"] != old_sku:
+                self._unindex_sku(product["id"], old_sku)
+                self._index_sku(product["id"], product["sku"])
         self.stats.updated += 1
         return dict(product)
 
@@ -201,6 +232,7 @@ class WooStore:
         product = self._get(product_id)
         if force:
             del self.products[product["id"]]
+            self._unindex_sku(product["id"], product["sku"])
         else:
             product["status"] = "trash"
         self.stats.deleted += 1
@@ -327,9 +359,11 @@ async def products(request: Request) -> Response:
     try:
         if request.method == "POST":
             return JSONResponse(store.create_product(await _json_body(request)), status_code=201)
-        items = sorted(store.products.values(), key=lambda p: p["id"])
         if sku := request.query_params.get("sku"):
-            items = [p for p in items if p["sku"] == sku]
+            found = store.product_by_sku(sku)
+            items = [found] if found is not None else []
+        else:
+            items = sorted(store.products.values(), key=lambda p: p["id"])
         return _paginated(request, items)
     except ItemError as exc:
         return _error(exc.code, exc.message, exc.status)

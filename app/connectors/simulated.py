@@ -1,0 +1,57 @@
+"""The built-in simulators this process talks to: the auction-house feed and one shop per
+simulated store. Clients reach them through `httpx.ASGITransport`, so every request still goes
+through the real protocol client; only the network is skipped.
+
+A simulated shop lives in this process's memory: it starts empty when the process starts and
+the next sync lists every product in it again (its listings no longer match, see the Woo and
+Shopify connectors' recovery of unknown ids)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp
+
+from app.config import Settings
+from app.connectors.auction_house.simulator import create_simulator as auction_house_simulator
+
+AUCTION_HOUSE_TOKEN = "simulated-auction-house"
+AUCTION_HOUSE_URL = "http://auction-house.simulated"
+
+
+class Simulators:
+    def __init__(self, settings: Settings) -> None:
+        self.auction_house = auction_house_simulator(
+            seed=settings.simulator_seed,
+            size=settings.simulator_catalog_size,
+            token=AUCTION_HOUSE_TOKEN,
+        )
+        self._shops: dict[str, ASGIApp] = {}
+
+    def shop(self, store_id: str, platform: str, credentials: dict[str, str]) -> Any:
+        """The simulator app of a simulated store, created on first use with its credentials."""
+        app = self._shops.get(store_id)
+        if app is None:
+            if platform == "woocommerce":
+                from app.connectors.woocommerce.simulator import create_simulator
+
+                app = create_simulator(
+                    consumer_key=credentials.get("consumer_key", ""),
+                    consumer_secret=credentials.get("consumer_secret", ""),
+                )
+            else:
+                from app.connectors.shopify.simulator import create_simulator as shopify
+
+                # A generous bucket: simulated shops should not slow a demo down.
+                app = shopify(
+                    access_token=credentials.get("access_token", ""),
+                    bucket_size=20_000,
+                    restore_rate=5_000.0,
+                )
+            self._shops[store_id] = app
+        return app
+
+
+def asgi_client(app: Any, *, timeout: float = 15.0) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=timeout)

@@ -1,0 +1,66 @@
+"""Opening the external systems a sync talks to, from settings and stored credentials."""
+
+from __future__ import annotations
+
+from app import runtime
+from app.accounts.models import Environment
+from app.connectors.auction_house.client import AuctionHouseClient
+from app.connectors.base import StoreConnector
+from app.connectors.simulated import (
+    AUCTION_HOUSE_TOKEN,
+    AUCTION_HOUSE_URL,
+    Simulators,
+    asgi_client,
+)
+from app.stores.models import Platform, Store
+from app.stores.service import credentials_of
+
+FEED_PAGE_SIZE = 500
+
+
+def simulators() -> Simulators:
+    rt = runtime.current()
+    if rt.simulators is None:
+        rt.simulators = Simulators(rt.settings)
+    return rt.simulators
+
+
+def auction_house(environment: Environment) -> AuctionHouseClient:
+    """The lot feed: the configured auction house for live data, else (and for the sandbox)
+    the built-in simulator."""
+    settings = runtime.current().settings
+    if environment is Environment.LIVE and settings.auction_house_url:
+        return AuctionHouseClient(
+            settings.auction_house_url,
+            settings.auction_house_token or "",
+            page_size=FEED_PAGE_SIZE,
+        )
+    return AuctionHouseClient(
+        AUCTION_HOUSE_URL,
+        AUCTION_HOUSE_TOKEN,
+        client=asgi_client(simulators().auction_house),
+        page_size=FEED_PAGE_SIZE,
+    ).owning()
+
+
+def store_connector(store: Store) -> StoreConnector:
+    credentials = credentials_of(store)
+    client = None
+    if store.simulated:
+        client = asgi_client(simulators().shop(store.id, store.platform.value, credentials))
+    if store.platform is Platform.WOOCOMMERCE:
+        from app.connectors.woocommerce.client import WooCommerceClient
+        from app.connectors.woocommerce.listings import WooCommerceListings
+
+        woo = WooCommerceClient(
+            store.url,
+            credentials.get("consumer_key", ""),
+            credentials.get("consumer_secret", ""),
+            client=client,
+        )
+        return WooCommerceListings(woo.owning())
+    from app.connectors.shopify.client import ShopifyClient
+    from app.connectors.shopify.listings import ShopifyListings
+
+    shop = ShopifyClient(store.url, credentials.get("access_token", ""), client=client)
+    return ShopifyListings(shop.owning())

@@ -1,0 +1,627 @@
+"""The sync engine: auction-house lots become priced products, and stores list them.
+
+    feed (streamed pages, ETags) -> content hash per lot -> diff with the stored products
+      -> price new and changed lots -> upsert in batches, one transaction each, with their
+         `product.*` events and the job's counters -> reprice if the rules changed
+      -> per store: the listings whose pushed state differs -> connector batches
+         -> listing state recorded per batch -> `sync.completed`
+
+Every step is idempotent and the database is the truth, so a run killed at any point is
+finished by the next one (the same job, resumed): the diff finds the committed batches
+unchanged, and each store is sent only what its listing state says is missing, which is at
+most the one batch that was in flight.
+
+A `full` sync reads every page unconditionally and re-sends every listing; a `delta` sync skips
+feed pages whose ETag is unchanged and sends stores only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from app import runtime
+from app.accounts.models import Environment
+from app.connectors.auction_house.catalog import Lot
+from app.connectors.base import ListingResult, ListingWrite, StoreConnector, WriteAction
+from app.errors import UpstreamError
+from app.events.models import Event
+from app.events.service import atomic
+from app.events.types import EventType
+from app.ids import new_id
+from app.pricing.core import LotFacts, Rule, price_lot
+from app.pricing.models import PricingRule
+from app.pricing.service import to_core
+from app.products.models import Product, ProductStatus
+from app.products.service import product_event_data
+from app.stores.models import Store
+from app.sync import connect
+from app.sync.diff import ChangeKind, LotChange, LotDiff, listing_hash
+from app.sync.models import Listing, ListingStatus, SyncJob, SyncState, SyncType
+from app.sync.upsert import ProductRow, write_events, write_products
+
+logger = logging.getLogger("syncauction.sync")
+
+HEARTBEAT_SECONDS = 10.0
+
+
+def describe(lot: Lot) -> str:
+    """The description a new product starts with (the merchant may rewrite it)."""
+    parts = [f"{lot.title}, graded {lot.grade} by {lot.service}."]
+    details = ", ".join(
+        part
+        for part in (
+            f"{lot.denomination} {lot.metal.lower()}" if lot.metal else lot.denomination,
+            f"struck at the {lot.mint} mint" if lot.mint else None,
+        )
+        if part
+    )
+    if details:
+        parts.append(details[0].upper() + details[1:] + ".")
+    parts.append(f"Auction-house lot {lot.ha_lot}.")
+    return " ".join(parts)
+
+
+def rules_fingerprint(rules: Sequence[Rule]) -> str:
+    return hashlib.sha256(repr(sorted(rules, key=lambda r: r.id)).encode()).hexdigest()
+
+
+@dataclass
+class _Counters:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    errors: int = 0
+    lots: int = 0
+
+
+@dataclass
+class _StoreOutcome:
+    pushed: int = 0
+    errors: int = 0
+    error: str | None = None
+    error_messages: list[str] = field(default_factory=list)
+
+
+class SyncRun:
+    """One execution of a sync job (a resumed job is a new execution of the same job)."""
+
+    def __init__(self, job: SyncJob) -> None:
+        self.job = job
+        self.account_id = job.account_id
+        self.environment = Environment(job.environment)
+        self.batch_size = runtime.current().settings.sync_batch_size
+        self._last_beat = 0.0
+        # This execution's counts; a resumed job adds them to what earlier executions saved.
+        self.counters = _Counters()
+        self._base = _Counters(
+            added=job.products_added,
+            updated=job.products_updated,
+            removed=job.products_removed,
+        )
+
+    # -- orchestration --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        rules = [to_core(rule) for rule in await self._tenant(PricingRule).filter(active=True)]
+        fingerprint = rules_fingerprint(rules)
+        state = await self._state()
+        full = self.job.type is SyncType.FULL
+
+        await self._phase("fetching")
+        pages = await self._ingest(rules, state, conditional=not full)
+        if full or state.rules_fingerprint != fingerprint:
+            await self._phase("repricing")
+            await self._reprice(rules)
+        now = datetime.now(UTC)
+        state.pages = pages
+        state.rules_fingerprint = fingerprint
+        if full:
+            state.last_full_at = now
+        else:
+            state.last_delta_at = now
+        await state.save()
+
+        await self._phase("pushing")
+        for store in await self._stores():
+            await self._push_store(store, force=full)
+
+    # -- feed -> products -------------------------------------------------------------------
+
+    async def _ingest(self, rules: list[Rule], state: SyncState, *, conditional: bool) -> list[Any]:
+        known_rows = await (
+            self._tenant(Product)
+            .exclude(status=ProductStatus.SOLD)
+            .values_list("ha_lot", "content_hash")
+        )
+        known = dict(known_rows)
+        ordered_lots = sorted(known, key=_lot_key)
+        diff = LotDiff(known)
+        feed = connect.auction_house(self.environment)
+        remembered = {entry[0]: entry for entry in state.pages} if conditional else {}
+        for number, etag, next_page, *_ in remembered.values():
+            feed.remember_page(number, etag, next_page)
+        pages: list[Any] = []
+        pending: list[LotChange] = []
+        counters = self.counters
+        try:
+            async for page in feed.pages(conditional=conditional):
+                if page.total is not None and self.job.lots_total != page.total:
+                    self.job.lots_total = page.total
+                if page.not_modified:
+                    entry = remembered[page.number]
+                    first, last = entry[3], entry[4]
+                    if first is not None:
+                        low = bisect.bisect_left(ordered_lots, _lot_key(first), key=_lot_key)
+                        high = bisect.bisect_right(ordered_lots, _lot_key(last), key=_lot_key)
+                        diff.mark_seen(ordered_lots[low:high])
+                    counters.lots += entry[5]
+                    pages.append(entry)
+                else:
+                    for lot in page.lots:
+                        change = diff.feed(lot)
+                        if change is not None:
+                            pending.append(change)
+                    counters.lots += len(page.lots)
+                    first = page.lots[0].ha_lot if page.lots else None
+                    last = page.lots[-1].ha_lot if page.lots else None
+                    pages.append(
+                        [page.number, page.etag, page.next_page, first, last, len(page.lots)]
+                    )
+                if len(pending) >= self.batch_size:
+                    await self._write_batch(pending, rules, counters)
+                    pending = []
+                else:
+                    await self._beat(counters)
+        finally:
+            await feed.aclose()
+        await self._write_batch(pending, rules, counters)
+        await self._remove(diff.removed(), counters)
+        return [entry for entry in pages if entry[1]]
+
+    async def _write_batch(
+        self, changes: list[LotChange], rules: list[Rule], counters: _Counters
+    ) -> None:
+        if not changes:
+            await self._save_counters(counters, force=True)
+            return
+        now = datetime.now(UTC)
+        by_lot = {change.lot.ha_lot: change for change in changes}
+        existing = {
+            product.ha_lot: product
+            for product in await self._tenant(Product).filter(ha_lot__in=list(by_lot))
+        }
+        rows: list[ProductRow] = []
+        events: list[Event] = []
+        for ha_lot, change in by_lot.items():
+            lot = change.lot
+            current = existing.get(ha_lot)
+            decision = price_lot(
+                LotFacts(
+                    cost=lot.cost,
+                    title=lot.title,
+                    metal=lot.metal,
+                    service=lot.service,
+                    grade=lot.grade,
+                ),
+                rules,
+            )
+            manual = current.manual_price if current is not None else None
+            price = Decimal(manual) if manual is not None else decision.price
+            description = current.description if current is not None else describe(lot)
+            sku = f"HA-{ha_lot}"
+            status = ProductStatus.ACTIVE.value
+            if current is not None and current.status is not ProductStatus.SOLD:
+                status = current.status.value
+            row = ProductRow(
+                id=current.id if current is not None else new_id("prod"),
+                account_id=self.account_id,
+                environment=self.environment.value,
+                ha_lot=ha_lot,
+                sku=sku,
+                title=lot.title,
+                description=description,
+                price=price,
+                cost=lot.cost,
+                margin=price - lot.cost,
+                manual_price=manual,
+                metal=lot.metal,
+                grade=lot.grade,
+                service=lot.service,
+                year=lot.year,
+                mint=lot.mint,
+                denomination=lot.denomination,
+                images=list(lot.images),
+                tags=list(current.tags or []) if current is not None else [],
+                status=status,
+                content_hash=change.content_hash,
+                listing_hash=listing_hash(
+                    title=lot.title,
+                    description=description,
+                    price=price,
+                    images=list(lot.images),
+                    sku=sku,
+                ),
+                created_at=current.created_at if current is not None else now,
+                updated_at=now,
+                created=current is None,
+            )
+            rows.append(row)
+            revived = current is not None and current.status is ProductStatus.SOLD
+            kind = (
+                EventType.PRODUCT_CREATED
+                if current is None or revived or change.kind is ChangeKind.CREATED
+                else EventType.PRODUCT_UPDATED
+            )
+            data = _event_data(row)
+            if kind is EventType.PRODUCT_UPDATED and current is not None:
+                data["changed"] = _changed(current, row)
+                counters.updated += 1
+            else:
+                counters.added += 1
+            events.append(self._event(kind, data, now))
+        async with atomic() as tx:
+            await write_products(tx.connection, rows)
+            await write_events(tx.connection, events)
+            tx.events.extend(events)
+            await self._save_counters(counters, connection=tx.connection, force=True)
+
+    async def _remove(self, lots: list[str], counters: _Counters) -> None:
+        """Lots the feed no longer offers (sold or withdrawn): their products become `sold`."""
+        for start in range(0, len(lots), self.batch_size):
+            chunk = lots[start : start + self.batch_size]
+            now = datetime.now(UTC)
+            products = await self._tenant(Product).filter(ha_lot__in=chunk)
+            events = [
+                self._event(
+                    EventType.PRODUCT_DELETED, {**product_event_data(p), "reason": "sold"}, now
+                )
+                for p in products
+                if p.status is not ProductStatus.SOLD
+            ]
+            counters.removed += len(events)
+            async with atomic() as tx:
+                await (
+                    self._tenant(Product)
+                    .using_db(tx.connection)
+                    .filter(ha_lot__in=chunk)
+                    .update(status=ProductStatus.SOLD, updated_at=now)
+                )
+                await write_events(tx.connection, events)
+                tx.events.extend(events)
+                await self._save_counters(counters, connection=tx.connection, force=True)
+
+    async def _reprice(self, rules: list[Rule]) -> None:
+        """Prices the rules give now, for every product without a manual price; changed ones
+        are written with a `product.updated` event (`changed: ["price", "margin"]`)."""
+        counters = self.counters
+        after = ""
+        while True:
+            products = (
+                await self._tenant(Product)
+                .filter(manual_price=None, id__gt=after)
+                .exclude(status=ProductStatus.SOLD)
+                .order_by("id")
+                .limit(self.batch_size)
+            )
+            if not products:
+                break
+            after = products[-1].id
+            now = datetime.now(UTC)
+            changed: list[tuple[Product, Decimal]] = []
+            for product in products:
+                facts = LotFacts(
+                    cost=Decimal(product.cost),
+                    title=product.title,
+                    metal=product.metal,
+                    service=product.service,
+                    grade=product.grade,
+                )
+                price = price_lot(facts, rules).price
+                if price != Decimal(product.price):
+                    changed.append((product, price))
+            if not changed:
+                continue
+            events = []
+            async with atomic() as tx:
+                for product, price in changed:
+                    product.price = price
+                    product.margin = price - Decimal(product.cost)
+                    product.listing_hash = listing_hash(
+                        title=product.title,
+                        description=product.description,
+                        price=price,
+                        images=list(product.images or []),
+                        sku=product.sku,
+                    )
+                    product.updated_at = now
+                    await (
+                        Product.filter(id=product.id)
+                        .using_db(tx.connection)
+                        .update(
+                            price=price,
+                            margin=product.margin,
+                            listing_hash=product.listing_hash,
+                            updated_at=now,
+                        )
+                    )
+                    data = {**product_event_data(product), "changed": ["margin", "price"]}
+                    events.append(self._event(EventType.PRODUCT_UPDATED, data, now))
+                counters.updated += len(changed)
+                await write_events(tx.connection, events)
+                tx.events.extend(events)
+                await self._save_counters(counters, connection=tx.connection, force=True)
+
+    # -- products -> stores ------------------------------------------------------------------
+
+    async def _stores(self) -> list[Store]:
+        query = self._tenant(Store).filter(sync_enabled=True)
+        if self.job.store_ids:
+            query = query.filter(id__in=list(self.job.store_ids))
+        return list(await query.order_by("id"))
+
+    async def _push_store(self, store: Store, *, force: bool) -> None:
+        outcome = _StoreOutcome(**self._store_record(store.id, reset=False))
+        writes = await self._pending_writes(store, force=force)
+        connector: StoreConnector | None = None
+        try:
+            connector = connect.store_connector(store)
+            size = max(1, connector.batch_size)
+            for start in range(0, len(writes), size):
+                batch = writes[start : start + size]
+                results = await connector.apply(batch)
+                await self._record(store, batch, results, outcome)
+        except UpstreamError as exc:
+            outcome.error = f"{exc.code}: {exc.message}" if exc.code else exc.message
+            outcome.errors += 1
+            logger.warning("sync %s: store %s failed: %s", self.job.id, store.id, outcome.error)
+            await self._save_store(store.id, outcome)
+        finally:
+            if connector is not None:
+                await connector.aclose()
+        await self._save_store(store.id, outcome)
+
+    async def _pending_writes(self, store: Store, *, force: bool) -> list[ListingWrite]:
+        """What the store must be sent: a listing per product that should be listed and is
+        not (or shows an older version; every one on `force`), and a take-down per listing
+        whose product sold or no longer passes the store's filters."""
+        settings = store.settings or {}
+        filters = settings.get("filters") or {}
+        take_down = (
+            WriteAction.DELETE
+            if settings.get("sold_lots") == "delete"
+            else WriteAction.OUT_OF_STOCK
+        )
+        listings = {
+            product_id: (status, pushed_hash, external_id)
+            for product_id, status, pushed_hash, external_id in await Listing.filter(
+                store_id=store.id
+            ).values_list("product_id", "status", "pushed_hash", "external_id")
+        }
+        products = await self._tenant(Product).values_list(
+            "id", "status", "listing_hash", "metal", "service", "cost"
+        )
+        upsert: list[str] = []
+        down: list[str] = []
+        for product_id, status, wanted, metal, service, cost in products:
+            listing = listings.get(product_id)
+            show = status == ProductStatus.ACTIVE and _passes(filters, metal, service, cost)
+            if show:
+                if (
+                    force
+                    or listing is None
+                    or listing[0] != ListingStatus.LISTED
+                    or listing[1] != wanted
+                ):
+                    upsert.append(product_id)
+            elif listing is not None and listing[0] in (ListingStatus.LISTED, ListingStatus.ERROR):
+                down.append(product_id)
+        writes: list[ListingWrite] = []
+        for chunk_ids, action in ((upsert, WriteAction.UPSERT), (down, take_down)):
+            for start in range(0, len(chunk_ids), 1000):
+                chunk = chunk_ids[start : start + 1000]
+                for product in await Product.filter(id__in=chunk).order_by("id"):
+                    listing = listings.get(product.id)
+                    writes.append(
+                        ListingWrite(
+                            product_id=product.id,
+                            sku=product.sku,
+                            action=action,
+                            external_id=listing[2] if listing is not None else None,
+                            title=product.title,
+                            description=product.description,
+                            price=Decimal(product.price),
+                            images=tuple(product.images or ()),
+                        )
+                    )
+        return writes
+
+    async def _record(
+        self,
+        store: Store,
+        batch: list[ListingWrite],
+        results: list[ListingResult],
+        outcome: _StoreOutcome,
+    ) -> None:
+        now = datetime.now(UTC)
+        hashes = dict(
+            await Product.filter(id__in=[w.product_id for w in batch]).values_list(
+                "id", "listing_hash"
+            )
+        )
+        async with atomic() as tx:
+            existing = {
+                listing.product_id: listing
+                for listing in await Listing.filter(
+                    store_id=store.id, product_id__in=[w.product_id for w in batch]
+                ).using_db(tx.connection)
+            }
+            for write, result in zip(batch, results, strict=True):
+                listing = existing.get(write.product_id) or Listing(
+                    account_id=self.account_id,
+                    environment=self.environment,
+                    store_id=store.id,
+                    product_id=write.product_id,
+                )
+                if result.ok:
+                    outcome.pushed += 1
+                    listing.error_code = listing.error_message = None
+                    listing.pushed_at = now
+                    if write.action is WriteAction.UPSERT:
+                        listing.status = ListingStatus.LISTED
+                        listing.pushed_hash = hashes.get(write.product_id, "")
+                        listing.external_id = result.external_id or write.external_id
+                    elif write.action is WriteAction.OUT_OF_STOCK:
+                        listing.status = ListingStatus.OUT_OF_STOCK
+                    else:
+                        listing.status = ListingStatus.DELETED
+                        listing.external_id = None
+                else:
+                    outcome.errors += 1
+                    listing.status = ListingStatus.ERROR
+                    listing.error_code = (result.error_code or "store_error")[:60]
+                    listing.error_message = result.error_message
+                    if result.external_id:
+                        listing.external_id = result.external_id
+                    if len(outcome.error_messages) < 5:
+                        outcome.error_messages.append(
+                            f"{write.sku}: {result.error_code}: {result.error_message}"
+                        )
+                await listing.save(using_db=tx.connection)
+            self.job.stores[store.id] = _store_json(outcome)
+            await (
+                SyncJob.filter(id=self.job.id)
+                .using_db(tx.connection)
+                .update(stores=self.job.stores, heartbeat_at=now)
+            )
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _tenant(self, model: Any) -> Any:
+        return model.filter(account_id=self.account_id, environment=self.environment)
+
+    async def _state(self) -> SyncState:
+        key = f"{self.account_id}:{self.environment.value}"
+        state, _ = await SyncState.get_or_create(
+            id=key, defaults={"account_id": self.account_id, "environment": self.environment}
+        )
+        return state
+
+    def _event(self, kind: EventType, data: dict[str, Any], now: datetime) -> Event:
+        return Event(
+            id=new_id("evt"),
+            account_id=self.account_id,
+            environment=self.environment,
+            type=kind.value,
+            data=data,
+            created_at=now,
+        )
+
+    async def _phase(self, phase: str) -> None:
+        self.job.phase = phase
+        await SyncJob.filter(id=self.job.id).update(phase=phase, heartbeat_at=datetime.now(UTC))
+
+    async def _beat(self, counters: _Counters) -> None:
+        if time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
+            await self._save_counters(counters, force=True)
+
+    async def _save_counters(
+        self, counters: _Counters, *, connection: Any = None, force: bool = False
+    ) -> None:
+        """Counters are cumulative over executions: a resumed run adds to what the earlier
+        one committed (the diff does not count a committed batch twice)."""
+        job, base = self.job, self._base
+        job.products_added = base.added + counters.added
+        job.products_updated = base.updated + counters.updated
+        job.products_removed = base.removed + counters.removed
+        job.lots_processed = counters.lots
+        self._last_beat = time.monotonic()
+        query = SyncJob.filter(id=job.id)
+        if connection is not None:
+            query = query.using_db(connection)
+        await query.update(
+            products_added=job.products_added,
+            products_updated=job.products_updated,
+            products_removed=job.products_removed,
+            lots_processed=job.lots_processed,
+            lots_total=job.lots_total,
+            heartbeat_at=datetime.now(UTC),
+        )
+        await asyncio.sleep(0)
+
+    def _store_record(self, store_id: str, *, reset: bool) -> dict[str, Any]:
+        record = {} if reset else dict(self.job.stores.get(store_id) or {})
+        return {
+            "pushed": int(record.get("pushed", 0)),
+            "errors": int(record.get("errors", 0)),
+        }
+
+    async def _save_store(self, store_id: str, outcome: _StoreOutcome) -> None:
+        self.job.stores[store_id] = _store_json(outcome)
+        await SyncJob.filter(id=self.job.id).update(
+            stores=self.job.stores, heartbeat_at=datetime.now(UTC)
+        )
+
+
+def _store_json(outcome: _StoreOutcome) -> dict[str, Any]:
+    return {
+        "pushed": outcome.pushed,
+        "errors": outcome.errors,
+        "error": outcome.error,
+        "error_samples": outcome.error_messages,
+    }
+
+
+def _lot_key(ha_lot: str) -> tuple[int, str]:
+    return (len(ha_lot), ha_lot) if ha_lot.isdigit() else (1 << 30, ha_lot)
+
+
+def _passes(filters: dict[str, Any], metal: Any, service: Any, cost: Any) -> bool:
+    metals = {m.casefold() for m in filters.get("metals") or ()}
+    if metals and (metal or "").casefold() not in metals:
+        return False
+    services = {s.casefold() for s in filters.get("services") or ()}
+    if services and (service or "").casefold() not in services:
+        return False
+    amount = Decimal(cost)
+    low, high = filters.get("min_cost"), filters.get("max_cost")
+    if low is not None and amount < Decimal(str(low)):
+        return False
+    return not (high is not None and amount > Decimal(str(high)))
+
+
+def _event_data(row: ProductRow) -> dict[str, Any]:
+    return {
+        "product_id": row.id,
+        "sku": row.sku,
+        "ha_lot": row.ha_lot,
+        "title": row.title,
+        "price": float(row.price),
+        "cost": float(row.cost),
+        "margin": float(row.margin),
+        "metal": row.metal,
+        "grade": row.grade,
+        "service": row.service,
+        "images": list(row.images),
+    }
+
+
+def _changed(current: Product, row: ProductRow) -> list[str]:
+    names = ("title", "price", "cost", "margin", "metal", "grade", "service", "images", "status")
+    changed = []
+    for name in names:
+        before, after = getattr(current, name), getattr(row, name)
+        if isinstance(before, Decimal) or isinstance(after, Decimal):
+            if Decimal(before) != Decimal(after):
+                changed.append(name)
+        elif str(before) != str(after) if name == "status" else before != after:
+            changed.append(name)
+    return sorted(changed)

@@ -1,0 +1,369 @@
+"""Sync jobs: trigger, status, history, and the job body that runs the engine.
+
+One unfinished (queued or running) sync per account and environment: the job row's unique
+`slot` holds `<account>:<environment>` until it finishes, so a second trigger is a 409 with the
+running job, on every database and across processes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from tortoise.exceptions import IntegrityError
+
+from app import jobs
+from app.accounts.models import Environment
+from app.auth.principal import Principal
+from app.errors import Conflict, DomainError, InvalidInput
+from app.events.service import atomic, emit, format_timestamp
+from app.events.types import EventType
+from app.ids import is_valid_id, new_id
+from app.pagination import Page, PageParams, paginate
+from app.stores.models import Store
+from app.sync.models import SyncJob, SyncState, SyncStatus, SyncTrigger, SyncType
+from app.tenancy import get_owned, owned
+
+logger = logging.getLogger("syncauction.sync")
+
+# A running job whose heartbeat is older than this is taken to have died with its process.
+STALE_AFTER = timedelta(minutes=2)
+RUN_JOB = "run_sync"
+
+
+class SyncTriggerInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["full", "delta"] = Field(
+        default="delta", description="`delta` sends only what changed; `full` re-sends all."
+    )
+    store_ids: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Stores to push to; empty = every store with sync enabled.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOverview:
+    """`GET /v1/sync/status`: what runs now, what ran last, what runs next."""
+
+    state: str  # idle | queued | running
+    current: SyncJob | None
+    last: SyncJob | None
+    next_sync_at: datetime | None
+    next_sync_type: str | None
+    delta_interval_minutes: int
+    full_sync_hour: int | None
+
+
+def _slot(account_id: str, environment: Environment | str) -> str:
+    return f"{account_id}:{Environment(environment).value}"
+
+
+async def trigger_sync(
+    actor: Principal, *, data: SyncTriggerInput, trigger: SyncTrigger = SyncTrigger.API
+) -> SyncJob:
+    """Queue a sync; 409 `sync_in_progress` (with the job) while another is unfinished."""
+    actor.require("sync:write")
+    store_ids = list(dict.fromkeys(data.store_ids))
+    for index, store_id in enumerate(store_ids):
+        if (
+            not is_valid_id(store_id, "store")
+            or not await owned(Store, actor).filter(id=store_id).exists()
+        ):
+            raise InvalidInput(
+                f"No such store: {store_id}", code="resource_missing", param=f"store_ids.{index}"
+            )
+    return await start_job(
+        actor.account_id, actor.environment, SyncType(data.type), trigger=trigger, stores=store_ids
+    )
+
+
+async def start_job(
+    account_id: str,
+    environment: Environment,
+    type: SyncType,
+    *,
+    trigger: SyncTrigger,
+    stores: list[str] | None = None,
+) -> SyncJob:
+    job = SyncJob(
+        id=new_id("sync"),
+        account_id=account_id,
+        environment=environment,
+        type=type,
+        trigger=trigger,
+        slot=_slot(account_id, environment),
+        store_ids=stores or [],
+    )
+    try:
+        await job.save()
+    except IntegrityError:
+        running = await SyncJob.filter(slot=_slot(account_id, environment)).first()
+        details = {"sync_job": job_summary(running)} if running is not None else None
+        raise Conflict(
+            "A sync is already queued or running for this account"
+            + (f": {running.id}." if running is not None else "."),
+            code="sync_in_progress",
+            details=details,
+        ) from None
+    await jobs.enqueue(RUN_JOB, job.id, job_id=job.id)
+    return job
+
+
+async def get_job(actor: Principal, sync_id: str) -> SyncJob:
+    actor.require("sync:read")
+    return await get_owned(SyncJob, actor, sync_id, prefix="sync", noun="sync job")
+
+
+async def list_jobs(actor: Principal, *, page: PageParams) -> Page[SyncJob]:
+    """Sync history, newest first."""
+    actor.require("sync:read")
+    return await paginate(owned(SyncJob, actor), page, prefix="sync")
+
+
+async def sync_overview(actor: Principal) -> SyncOverview:
+    actor.require("sync:read")
+    current = await owned(SyncJob, actor).filter(slot__not_isnull=True).first()
+    last = (
+        await owned(SyncJob, actor)
+        .filter(status__in=[SyncStatus.COMPLETED, SyncStatus.FAILED])
+        .order_by("-id")
+        .first()
+    )
+    state = await SyncState.get_or_none(id=_slot(actor.account_id, actor.environment))
+    delta_every = state.delta_interval_minutes if state else 15
+    full_hour = state.full_sync_hour if state else 3
+    next_at, next_type = next_run(state, datetime.now(UTC))
+    return SyncOverview(
+        state=current.status.value if current is not None else "idle",
+        current=current,
+        last=last,
+        next_sync_at=next_at,
+        next_sync_type=next_type,
+        delta_interval_minutes=delta_every,
+        full_sync_hour=full_hour,
+    )
+
+
+def next_run(state: SyncState | None, now: datetime) -> tuple[datetime | None, str | None]:
+    """When the schedule runs this tenant next, and which type: the nightly full at
+    `full_sync_hour` UTC, a delta `delta_interval_minutes` after the last sync; a tenant that
+    never synced is due now."""
+    if state is None or (state.last_full_at is None and state.last_delta_at is None):
+        return now, SyncType.FULL.value
+    candidates: list[tuple[datetime, str]] = []
+    if state.full_sync_hour is not None:
+        today = now.replace(hour=state.full_sync_hour, minute=0, second=0, microsecond=0)
+        due = today if today > now else today + timedelta(days=1)
+        if state.last_full_at is None or state.last_full_at < today <= now:
+            due = now
+        candidates.append((due, SyncType.FULL.value))
+    if state.delta_interval_minutes:
+        last = max(t for t in (state.last_full_at, state.last_delta_at) if t is not None)
+        candidates.append(
+            (
+                max(last + timedelta(minutes=state.delta_interval_minutes), now),
+                SyncType.DELTA.value,
+            )
+        )
+    if not candidates:
+        return None, None
+    return min(candidates, key=lambda item: (item[0], item[1] != SyncType.FULL.value))
+
+
+def job_summary(job: SyncJob) -> dict[str, Any]:
+    """A sync job as the API shows it (REST `data`, the 409's `sync_job`)."""
+    finished = job.finished_at
+    duration = None
+    if job.started_at is not None:
+        duration = round(((finished or datetime.now(UTC)) - job.started_at).total_seconds(), 3)
+    progress = None
+    if job.lots_total:
+        progress = round(min(job.lots_processed / job.lots_total, 1.0), 4)
+    return {
+        "id": job.id,
+        "object": "sync_job",
+        "type": job.type.value,
+        "status": job.status.value,
+        "trigger": job.trigger.value,
+        "phase": job.phase,
+        "progress": {
+            "lots_processed": job.lots_processed,
+            "lots_total": job.lots_total,
+            "fraction": progress,
+        },
+        "stats": {
+            "products_added": job.products_added,
+            "products_updated": job.products_updated,
+            "products_removed": job.products_removed,
+            "errors": job.errors,
+        },
+        "store_ids": list(job.store_ids or []),
+        "stores": dict(job.stores or {}),
+        "stores_updated": list(job.stores_updated or []),
+        "error": (
+            {"code": job.error_code, "message": job.error_message} if job.error_code else None
+        ),
+        "duration_seconds": duration,
+        "created_at": format_timestamp(job.created_at),
+        "started_at": format_timestamp(job.started_at) if job.started_at else None,
+        "finished_at": format_timestamp(finished) if finished else None,
+    }
+
+
+# -- the job body ---------------------------------------------------------------------------
+
+
+async def claim(job_id: str) -> SyncJob | None:
+    """Take the job for this process: a queued job, or a running one whose heartbeat stopped
+    (its process died). None if it is finished or another process is running it."""
+    now = datetime.now(UTC)
+    claimed = await SyncJob.filter(id=job_id, status=SyncStatus.QUEUED).update(
+        status=SyncStatus.RUNNING, heartbeat_at=now, started_at=now, phase="starting"
+    )
+    if not claimed:
+        claimed = await SyncJob.filter(
+            id=job_id, status=SyncStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER
+        ).update(heartbeat_at=now)
+    if not claimed:
+        return None
+    job = await SyncJob.get(id=job_id)
+    job.attempts += 1
+    await SyncJob.filter(id=job_id).update(attempts=job.attempts)
+    return job
+
+
+async def run_job(job_id: str) -> SyncJob | None:
+    """Run (or resume) a sync job to its end; the job function of `run_sync`."""
+    from app.sync.engine import SyncRun
+
+    job = await claim(job_id)
+    if job is None:
+        return None
+    if job.attempts == 1:
+        async with atomic() as tx:
+            await emit(
+                tx,
+                account_id=job.account_id,
+                environment=job.environment,
+                type=EventType.SYNC_STARTED,
+                data={"sync_id": job.id, "type": job.type.value, "trigger": job.trigger.value},
+            )
+    else:
+        logger.info("resuming sync %s (attempt %d)", job.id, job.attempts)
+    try:
+        await SyncRun(job).run()
+    except Exception as exc:
+        await _finish(job_id, failure=exc)
+        if not isinstance(exc, DomainError):
+            logger.exception("sync %s failed", job_id)
+    else:
+        await _finish(job_id)
+    return await SyncJob.get(id=job_id)
+
+
+async def _finish(job_id: str, *, failure: Exception | None = None) -> None:
+    job = await SyncJob.get(id=job_id)
+    now = datetime.now(UTC)
+    store_errors = sum(int(s.get("errors", 0)) for s in (job.stores or {}).values())
+    job.errors = store_errors
+    job.stores_updated = sorted(
+        store_id for store_id, s in (job.stores or {}).items() if int(s.get("pushed", 0)) > 0
+    )
+    job.finished_at = now
+    job.slot = None
+    job.phase = "done"
+    if failure is None:
+        job.status = SyncStatus.COMPLETED
+        event = EventType.SYNC_COMPLETED
+    else:
+        job.status = SyncStatus.FAILED
+        job.errors += 1
+        if isinstance(failure, DomainError):
+            job.error_code, job.error_message = failure.code, failure.message
+        else:
+            job.error_code, job.error_message = "internal_error", "The sync stopped unexpectedly."
+        event = EventType.SYNC_FAILED
+    duration = (now - (job.started_at or now)).total_seconds()
+    data: dict[str, Any] = {
+        "sync_id": job.id,
+        "type": job.type.value,
+        "duration_seconds": round(duration),
+        "stats": {
+            "products_added": job.products_added,
+            "products_updated": job.products_updated,
+            "products_removed": job.products_removed,
+            "errors": job.errors,
+        },
+        "stores_updated": list(job.stores_updated),
+    }
+    if failure is not None:
+        data["error"] = {"code": job.error_code, "message": job.error_message}
+    async with atomic() as tx:
+        await job.save(using_db=tx.connection)
+        await emit(
+            tx, account_id=job.account_id, environment=job.environment, type=event, data=data
+        )
+
+
+# -- schedule and recovery ------------------------------------------------------------------
+
+
+async def schedule_due(now: datetime | None = None) -> int:
+    """Start the syncs the schedule says are due, for every tenant with a store to sync."""
+    now = now or datetime.now(UTC)
+    started = 0
+    tenants = (
+        await Store.filter(sync_enabled=True).distinct().values_list("account_id", "environment")
+    )
+    for account_id, environment in tenants:
+        environment = Environment(environment)
+        state = await SyncState.get_or_none(id=_slot(account_id, environment))
+        due_at, type_name = next_run(state, now)
+        if due_at is None or due_at > now or type_name is None:
+            continue
+        try:
+            await start_job(
+                account_id, environment, SyncType(type_name), trigger=SyncTrigger.SCHEDULE
+            )
+        except Conflict:
+            continue
+        started += 1
+    return started
+
+
+async def resume_stalled() -> int:
+    """Re-enqueue jobs that should be moving but are not: running with a stale heartbeat (the
+    process died), or queued for a minute (the queue lost them). `run_sync` is idempotent."""
+    now = datetime.now(UTC)
+    stalled = await SyncJob.filter(
+        status=SyncStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER
+    ).values_list("id", flat=True)
+    waiting = await SyncJob.filter(
+        status=SyncStatus.QUEUED, created_at__lt=now - timedelta(minutes=1)
+    ).values_list("id", flat=True)
+    count = 0
+    minute = int(now.timestamp()) // 60
+    for job_id in [*stalled, *waiting]:
+        # A fresh queue id: the original one may still be remembered by arq as finished.
+        if await jobs.enqueue(RUN_JOB, job_id, job_id=f"{job_id}:resume:{minute}") is not None:
+            count += 1
+    return count
+
+
+__all__ = [
+    "SyncOverview",
+    "SyncTriggerInput",
+    "get_job",
+    "job_summary",
+    "list_jobs",
+    "resume_stalled",
+    "run_job",
+    "schedule_due",
+    "sync_overview",
+    "trigger_sync",
+]
