@@ -34,6 +34,7 @@ def to_type(row: StoreRow) -> types.Store:
         platform=types.Platform(str(row.platform)),
         url=row.url,
         sync_enabled=row.sync_enabled,
+        simulated=row.simulated,
         credentials_set=bool(row.credentials_encrypted),
         settings=types.StoreSettings(
             sold_lots=types.SoldLotsBehavior(settings.sold_lots),

@@ -48,7 +48,9 @@ def _parse_query(request: Request, route: Route) -> dict[str, BaseModel]:
     return parsed
 
 
-async def _parse_body(body: bytes, model: type[BaseModel]) -> BaseModel:
+async def _parse_body(body: bytes, model: type[BaseModel], *, optional: bool = False) -> BaseModel:
+    if not body.strip() and optional:
+        return model()
     if not body.strip():
         raise InvalidInput("A JSON object body is required.", code="invalid_json")
     try:
@@ -87,7 +89,7 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
             kwargs: dict[str, Any] = dict(_parse_query(request, route))
             if route.body is not None:
                 kwarg, model = route.body
-                kwargs[kwarg] = await _parse_body(body, model)
+                kwargs[kwarg] = await _parse_body(body, model, optional=route.body_optional)
             elif body.strip():
                 raise InvalidInput("This endpoint takes no body.", code="unexpected_body")
             result = await route.call(actor, *args, **kwargs)

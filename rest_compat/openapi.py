@@ -13,6 +13,8 @@ from rest_compat.schemas import (
     PricingRuleObject,
     ProductObject,
     StoreObject,
+    SyncJobObject,
+    SyncStatusObject,
 )
 from rest_compat.table import Route
 
@@ -21,6 +23,8 @@ OUTPUT_MODELS: dict[Any, type[BaseModel]] = {
     "store_json": StoreObject,
     "pricing_rule_json": PricingRuleObject,
     "deleted_json": DeletedObject,
+    "sync_job_json": SyncJobObject,
+    "sync_status_json": SyncStatusObject,
 }
 
 _ERRORS = {
@@ -117,6 +121,12 @@ def build_openapi(routes: list[Route], *, server_url: str) -> dict[str, Any]:
             },
         }
         if route.method == "POST":
+            operation["responses"]["409"] = {
+                "description": "Conflict: the Idempotency-Key was used with another body, or "
+                "(sync trigger) a sync is already queued or running (`sync_job`)",
+                "headers": _RATE_HEADERS,
+                "content": {"application/json": {"schema": error_ref}},
+            }
             operation["parameters"].append(
                 {
                     "name": "Idempotency-Key",
@@ -128,7 +138,7 @@ def build_openapi(routes: list[Route], *, server_url: str) -> dict[str, Any]:
             )
         if route.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": not route.body_optional,
                 "content": {"application/json": {"schema": _schema(route.body[1], components)}},
             }
         paths.setdefault(route.path, {})[route.method.lower()] = operation

@@ -45,6 +45,7 @@ class StoreObject(_Strict):
     platform: Literal["woocommerce", "shopify"]
     url: str
     sync_enabled: bool
+    simulated: bool = Field(description="Backed by the built-in simulator of its platform.")
     credentials_set: bool = Field(description="Credentials are write-only; this says they exist.")
     settings: dict
     livemode: bool
@@ -81,6 +82,69 @@ class DeletedObject(_Strict):
     deleted: Literal[True]
 
 
+class SyncStats(_Strict):
+    products_added: int
+    products_updated: int
+    products_removed: int
+    errors: int
+
+
+class SyncProgress(_Strict):
+    lots_processed: int
+    lots_total: int | None
+    fraction: float | None = Field(description="0–1 of the feed read.")
+
+
+class SyncStoreResult(_Strict):
+    pushed: int = Field(description="Listings written (created, updated, removed).")
+    errors: int = Field(description="Listings the store refused.")
+    error: str | None = Field(description="Why the store could not be synced at all.")
+    error_samples: list[str] = Field(description="Up to five refused listings.")
+
+
+class SyncErrorObject(_Strict):
+    code: str
+    message: str | None
+
+
+class SyncJobObject(_Strict):
+    id: str = Field(examples=["sync_01hx3y8k2q9m4c7d0b5e6f7g8h"])
+    object: Literal["sync_job"]
+    type: Literal["full", "delta"]
+    status: Literal["queued", "running", "completed", "failed"]
+    trigger: Literal["api", "schedule", "cli", "demo"]
+    phase: str = Field(description="queued, starting, fetching, repricing, pushing or done.")
+    progress: SyncProgress
+    stats: SyncStats
+    store_ids: list[str] = Field(description="Stores asked for (empty = every enabled store).")
+    stores: dict[str, SyncStoreResult] = Field(description="Per-store results by store id.")
+    stores_updated: list[str] = Field(description="Stores that received at least one write.")
+    error: SyncErrorObject | None = Field(description="Why a failed job stopped.")
+    duration_seconds: float | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class NextSync(_Strict):
+    at: str | None
+    type: Literal["full", "delta"] | None
+
+
+class SyncSchedule(_Strict):
+    delta_interval_minutes: int = Field(description="A delta every N minutes (0 = none).")
+    full_sync_hour_utc: int | None = Field(description="Hour of the nightly full (null = none).")
+
+
+class SyncStatusObject(_Strict):
+    object: Literal["sync_status"]
+    state: Literal["idle", "queued", "running"]
+    current_job: SyncJobObject | None
+    last_sync: SyncJobObject | None
+    next_sync: NextSync | None
+    schedule: SyncSchedule
+
+
 class ErrorBody(_Strict):
     type: Literal[
         "invalid_request",
@@ -94,6 +158,9 @@ class ErrorBody(_Strict):
     code: str
     message: str
     param: str | None
+    sync_job: dict | None = Field(
+        default=None, description="With 409 `sync_in_progress`: the queued or running job."
+    )
 
 
 class ErrorResponse(_Strict):

@@ -11,6 +11,8 @@ from app.pricing.models import PricingRule
 from app.products.models import Product
 from app.stores.models import Store
 from app.stores.service import StoreSettings
+from app.sync.models import SyncJob
+from app.sync.service import SyncOverview, job_summary
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -74,6 +76,7 @@ def store_json(store: Store) -> dict[str, Any]:
         "platform": str(store.platform),
         "url": store.url,
         "sync_enabled": store.sync_enabled,
+        "simulated": store.simulated,
         "credentials_set": bool(store.credentials_encrypted),
         "settings": _store_settings(store.settings),
         "livemode": str(store.environment) == "live",
@@ -109,3 +112,25 @@ def pricing_rule_json(rule: PricingRule) -> dict[str, Any]:
 
 def deleted_json(deleted: Deleted) -> dict[str, Any]:
     return {"id": deleted.id, "object": deleted.object, "deleted": True}
+
+
+def sync_job_json(job: SyncJob) -> dict[str, Any]:
+    return job_summary(job)
+
+
+def sync_status_json(overview: SyncOverview) -> dict[str, Any]:
+    return {
+        "object": "sync_status",
+        "state": overview.state,
+        "current_job": job_summary(overview.current) if overview.current else None,
+        "last_sync": job_summary(overview.last) if overview.last else None,
+        "next_sync": (
+            {"at": _time(overview.next_sync_at), "type": overview.next_sync_type}
+            if overview.next_sync_at
+            else None
+        ),
+        "schedule": {
+            "delta_interval_minutes": overview.delta_interval_minutes,
+            "full_sync_hour_utc": overview.full_sync_hour,
+        },
+    }

@@ -14,7 +14,15 @@ from app.pagination import PageParams
 from app.pricing import service as pricing
 from app.products import service as products
 from app.stores import service as stores
-from rest_compat.serializers import deleted_json, pricing_rule_json, product_json, store_json
+from app.sync import service as sync
+from rest_compat.serializers import (
+    deleted_json,
+    pricing_rule_json,
+    product_json,
+    store_json,
+    sync_job_json,
+    sync_status_json,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class Route:
     body: tuple[str, type[BaseModel]] | None = None  # (kwarg, body model)
     status_code: int = 200
     description: str = ""
+    body_optional: bool = False  # an empty body means the model's defaults
 
     @property
     def operation_id(self) -> str:
@@ -154,5 +163,47 @@ ROUTES: list[Route] = [
         summary="Delete a pricing rule",
         tag="Pricing rules",
         description='Answers `{"id": …, "object": "pricing_rule", "deleted": true}`.',
+    ),
+    Route(
+        "GET",
+        "/v1/sync/status",
+        scope="sync:read",
+        call=sync.sync_overview,
+        output=sync_status_json,
+        summary="Sync status",
+        tag="Sync",
+        description=(
+            "`state` is `idle`, `queued` or `running`; `current_job` carries the running job's "
+            "progress; `last_sync` the last finished one; `next_sync` when the schedule (a delta "
+            "every 15 minutes and a nightly full by default) runs next."
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/sync/trigger",
+        scope="sync:write",
+        call=sync.trigger_sync,
+        body=("data", sync.SyncTriggerInput),
+        body_optional=True,
+        output=sync_job_json,
+        summary="Trigger a sync",
+        tag="Sync",
+        status_code=202,
+        description=(
+            '`{"type": "delta"|"full", "store_ids": [...]}` (both optional; an empty body is a '
+            "delta to every store). Answers 202 with the queued job; 409 `sync_in_progress` "
+            "with `sync_job` while another sync is queued or running."
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/sync/history",
+        scope="sync:read",
+        call=sync.list_jobs,
+        query={"page": PageParams},
+        output=sync_job_json,
+        summary="Sync history",
+        tag="Sync",
+        description="Sync jobs, newest first, with their stats, per-store results and errors.",
     ),
 ]

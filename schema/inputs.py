@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import strawberry
 
-from schema.types import Platform, ProductStatus, Rounding, SoldLotsBehavior
+from schema.types import Platform, ProductStatus, Rounding, SoldLotsBehavior, SyncType
 
 
 @strawberry.input(description="Product list filters; all optional, combined with AND.")
@@ -88,6 +88,11 @@ class StoreCreateInput:
     sync_enabled: bool = strawberry.field(default=True, description="Push syncs to this store.")
     settings: StoreSettingsInput | None = strawberry.field(
         default=strawberry.UNSET, description="Settings."
+    )
+    simulated: bool = strawberry.field(
+        default=False,
+        description="Use the built-in simulator of the platform instead of a real shop "
+        "(sandbox; live only in development).",
     )
 
 
@@ -194,4 +199,14 @@ class PricingRuleUpdateInput:
     allow_below_cost: bool | None = strawberry.field(
         default=strawberry.UNSET,
         description="Accept a negative markup that may price lots below cost.",
+    )
+
+
+@strawberry.input(description="Which sync to start.")
+class SyncTriggerInput:
+    type: SyncType = strawberry.field(
+        default=SyncType.DELTA, description="`DELTA` (default) or `FULL`."
+    )
+    store_ids: list[strawberry.ID] = strawberry.field(
+        default_factory=list, description="Stores to push to; empty = every enabled store."
     )

@@ -21,6 +21,7 @@ from resolvers import accounts as account_resolvers
 from resolvers import pricing_rules as pricing_rule_resolvers
 from resolvers import products as product_resolvers
 from resolvers import stores as store_resolvers
+from resolvers import sync as sync_resolvers
 from schema import types
 
 logger = logging.getLogger("syncauction.graphql")
@@ -30,7 +31,9 @@ MAX_ALIASES = 30
 MAX_TOKENS = 2000
 
 
-@strawberry.type(description="Read the caller's account, products, stores and pricing rules.")
+@strawberry.type(
+    description="Read the caller's account, products, stores, pricing rules and syncs."
+)
 class Query:
     me: types.Account = strawberry.field(
         resolver=account_resolvers.me, description="The caller's account."
@@ -55,9 +58,19 @@ class Query:
     pricing_rule: types.PricingRule = strawberry.field(
         resolver=pricing_rule_resolvers.pricing_rule, description="One pricing rule by `rule_…` id."
     )
+    sync_status: types.SyncStatus = strawberry.field(
+        resolver=sync_resolvers.sync_status,
+        description="Whether a sync runs, the last one, and when the schedule runs next.",
+    )
+    sync_jobs: types.SyncJobConnection = strawberry.field(
+        resolver=sync_resolvers.sync_jobs, description="Sync history, newest first."
+    )
+    sync_job: types.SyncJob = strawberry.field(
+        resolver=sync_resolvers.sync_job, description="One sync job by `sync_…` id."
+    )
 
 
-@strawberry.type(description="Change products, stores and pricing rules.")
+@strawberry.type(description="Change products, stores and pricing rules; start syncs.")
 class Mutation:
     product_update: types.Product = strawberry.mutation(
         resolver=product_resolvers.product_update,
@@ -80,6 +93,10 @@ class Mutation:
     pricing_rule_delete: types.DeletedPricingRule = strawberry.mutation(
         resolver=pricing_rule_resolvers.pricing_rule_delete,
         description="Delete a pricing rule; answers its id.",
+    )
+    sync_trigger: types.SyncJob = strawberry.mutation(
+        resolver=sync_resolvers.sync_trigger,
+        description="Start a sync. `sync_in_progress` (with `sync_job`) while one is unfinished.",
     )
 
 

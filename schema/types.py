@@ -116,6 +116,9 @@ class Store:
     platform: Platform = strawberry.field(description="Store platform.")
     url: str = strawberry.field(description="Store base URL.")
     sync_enabled: bool = strawberry.field(description="Whether syncs push to this store.")
+    simulated: bool = strawberry.field(
+        description="Backed by the built-in simulator of its platform (demo, sandbox)."
+    )
     credentials_set: bool = strawberry.field(
         description="Credentials are write-only; this tells whether they are set."
     )
@@ -205,3 +208,115 @@ class PricingRuleConnection:
 
 
 __all__ = ["JSON"]
+
+
+@strawberry.enum(description="What a sync reads and re-sends.")
+class SyncType(Enum):
+    FULL = strawberry.enum_value(
+        "full", description="Read every feed page and re-send every listing to every store."
+    )
+    DELTA = strawberry.enum_value(
+        "delta", description="Skip unchanged feed pages and send stores only what changed."
+    )
+
+
+@strawberry.enum(description="Where a sync job stands.")
+class SyncJobStatus(Enum):
+    QUEUED = strawberry.enum_value("queued", description="Waiting for a worker.")
+    RUNNING = strawberry.enum_value("running", description="Running now.")
+    COMPLETED = strawberry.enum_value(
+        "completed", description="Finished; per-store errors, if any, are in `stores`."
+    )
+    FAILED = strawberry.enum_value("failed", description="Stopped; see `error`.")
+
+
+@strawberry.enum(description="Whether a sync is under way for the account.")
+class SyncState(Enum):
+    IDLE = strawberry.enum_value("idle", description="No sync queued or running.")
+    QUEUED = strawberry.enum_value("queued", description="A sync waits for a worker.")
+    RUNNING = strawberry.enum_value("running", description="A sync is running.")
+
+
+@strawberry.type(description="What a sync changed (the `sync.completed` webhook's `stats`).")
+class SyncStats:
+    products_added: int = strawberry.field(description="New products (new lots).")
+    products_updated: int = strawberry.field(description="Products whose lot or price changed.")
+    products_removed: int = strawberry.field(description="Products whose lot sold or went away.")
+    errors: int = strawberry.field(description="Store writes that failed, plus a failed run.")
+
+
+@strawberry.type(description="How far a sync has read the auction-house feed.")
+class SyncProgress:
+    lots_processed: int = strawberry.field(description="Lots read so far.")
+    lots_total: int | None = strawberry.field(description="Lots in the feed, once known.")
+    fraction: float | None = strawberry.field(description="0–1, for a progress bar.")
+
+
+@strawberry.type(description="What a sync sent one store.")
+class SyncStoreResult:
+    store_id: strawberry.ID = strawberry.field(description="`store_…` id.")
+    pushed: int = strawberry.field(description="Listings written (created, updated, removed).")
+    errors: int = strawberry.field(description="Listings the store refused.")
+    error: str | None = strawberry.field(
+        description="Why the store could not be synced at all (e.g. rejected credentials)."
+    )
+    error_samples: list[str] = strawberry.field(description="Up to five refused listings.")
+
+
+@strawberry.type(description="An error that stopped a sync.")
+class SyncError:
+    code: str = strawberry.field(description="Machine-readable code.")
+    message: str = strawberry.field(description="What went wrong.")
+
+
+@strawberry.type(description="One sync run: progress while it runs, stats after.")
+class SyncJob:
+    id: strawberry.ID = strawberry.field(description="`sync_…` id.")
+    type: SyncType = strawberry.field(description="Full or delta.")
+    status: SyncJobStatus = strawberry.field(description="Queued, running, completed or failed.")
+    trigger: str = strawberry.field(description="`api`, `schedule`, `cli` or `demo`.")
+    phase: str = strawberry.field(
+        description="`queued`, `fetching`, `repricing`, `pushing` or `done`."
+    )
+    progress: SyncProgress = strawberry.field(description="Feed reading progress.")
+    stats: SyncStats = strawberry.field(description="Products added, updated, removed; errors.")
+    store_ids: list[strawberry.ID] = strawberry.field(
+        description="Stores asked for (empty = every store with sync enabled)."
+    )
+    stores: list[SyncStoreResult] = strawberry.field(description="Per-store results.")
+    stores_updated: list[strawberry.ID] = strawberry.field(
+        description="Stores that received at least one write."
+    )
+    error: SyncError | None = strawberry.field(description="Set when the job failed.")
+    duration_seconds: float | None = strawberry.field(description="Run time so far or in total.")
+    created_at: datetime = strawberry.field(description="When it was triggered.")
+    started_at: datetime | None = strawberry.field(description="When it started running.")
+    finished_at: datetime | None = strawberry.field(description="When it finished.")
+
+
+@strawberry.type(description="A sync job in a connection.")
+class SyncJobEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: SyncJob = strawberry.field(description="The sync job.")
+
+
+@strawberry.type(description="A page of sync jobs, newest first.")
+class SyncJobConnection:
+    edges: list[SyncJobEdge] = strawberry.field(description="Jobs with their cursors.")
+    nodes: list[SyncJob] = strawberry.field(description="The jobs of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+@strawberry.type(description="The account's sync: what runs now, what ran last, what runs next.")
+class SyncStatus:
+    state: SyncState = strawberry.field(description="Idle, queued or running.")
+    current_job: SyncJob | None = strawberry.field(description="The queued or running job.")
+    last_sync: SyncJob | None = strawberry.field(description="The last finished job.")
+    next_sync_at: datetime | None = strawberry.field(description="When the schedule runs next.")
+    next_sync_type: SyncType | None = strawberry.field(description="Which sync runs then.")
+    delta_interval_minutes: int = strawberry.field(
+        description="Scheduled delta every N minutes (0 = none)."
+    )
+    full_sync_hour_utc: int | None = strawberry.field(
+        description="Hour (UTC) of the nightly full sync (null = none)."
+    )

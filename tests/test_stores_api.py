@@ -66,6 +66,7 @@ async def test_list_has_the_documented_shape_and_no_credentials(client, tenant, 
         "platform": "shopify",
         "url": "https://coins.myshopify.com",
         "sync_enabled": False,
+        "simulated": False,
         "credentials_set": True,
         "settings": {
             "sold_lots": "out_of_stock",
