@@ -1,4 +1,4 @@
-"""`syncauction` command line: serve, worker, migrate, accounts, keys, stores.
+"""`syncauction` command line: serve, worker, migrate, accounts, keys, stores, sync.
 
 With `--json`, a command prints one JSON object as its last line; errors go to stderr with a
 non-zero exit status."""
@@ -222,11 +222,18 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
     credentials: dict[str, str] = {}
     if args.platform == "woocommerce":
         credentials = {
-            "consumer_key": args.consumer_key or "",
-            "consumer_secret": args.consumer_secret or "",
+            "consumer_key": args.consumer_key or ("ck_simulated" if args.simulated else ""),
+            "consumer_secret": args.consumer_secret or ("cs_simulated" if args.simulated else ""),
         }
     else:
-        credentials = {"access_token": args.access_token or ""}
+        credentials = {
+            "access_token": args.access_token or ("shpat_simulated" if args.simulated else "")
+        }
+    url = args.url
+    if url is None:
+        if not args.simulated:
+            raise CliError("--url is required (unless --simulated)")
+        url = f"https://{args.platform}.simulated.invalid"
 
     async def work() -> Any:
         account = await accounts.get_account(args.account)
@@ -234,18 +241,121 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
         actor = accounts.operator_principal(account, environment)
         try:
             data = service.StoreCreate(
-                name=args.name, platform=args.platform, url=args.url, credentials=credentials
+                name=args.name,
+                platform=args.platform,
+                url=url,
+                credentials=credentials,
+                simulated=args.simulated,
             )
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         return await service.create_store(actor, data=data)
 
     store = asyncio.run(_with_db(_settings(), work))
+    kind = "simulated " if store.simulated else ""
     _emit(
         args,
-        f"created store {store.id} ({store.platform.value}) {store.url}",
-        {"id": store.id, "platform": store.platform.value, "url": store.url},
+        f"created {kind}store {store.id} ({store.platform.value}) {store.url}",
+        {
+            "id": store.id,
+            "platform": store.platform.value,
+            "url": store.url,
+            "simulated": store.simulated,
+        },
     )
+
+
+def cmd_sync(args: argparse.Namespace) -> None:
+    """Start a sync; with --wait, follow it to the end with a progress bar."""
+    from app.accounts import service as accounts
+    from app.accounts.models import Environment
+    from app.sync import service as sync
+    from app.sync.models import SyncJob, SyncStatus, SyncTrigger
+
+    settings = _settings()
+
+    async def work() -> Any:
+        account = await accounts.get_account(args.account)
+        environment = Environment.SANDBOX if args.mode == "test" else Environment.LIVE
+        actor = accounts.operator_principal(account, environment)
+        data = sync.SyncTriggerInput(type=args.type, store_ids=args.store or [])
+        if settings.redis_url:
+            from app.jobs import ArqQueue
+
+            runtime.current().jobs = await ArqQueue.connect(settings.redis_url)
+        embedded = settings.redis_url is None
+        try:
+            if embedded:
+                # No worker to hand it to: this process runs the job.
+                job = await sync.trigger_sync(actor, data=data, trigger=SyncTrigger.CLI, run=False)
+            else:
+                job = await sync.trigger_sync(actor, data=data, trigger=SyncTrigger.CLI)
+            if not args.wait and not embedded:
+                return job
+            progress = _Progress(enabled=not args.json and args.wait)
+            if embedded:
+                runner = asyncio.create_task(sync.run_job(job.id))
+                while not runner.done():
+                    progress.show(await SyncJob.get(id=job.id))
+                    await asyncio.wait({runner}, timeout=0.25)
+                runner.result()
+            else:
+                while True:
+                    current = await SyncJob.get(id=job.id)
+                    progress.show(current)
+                    if current.status in (SyncStatus.COMPLETED, SyncStatus.FAILED):
+                        break
+                    await asyncio.sleep(0.5)
+            progress.done()
+            return await SyncJob.get(id=job.id)
+        finally:
+            if not embedded and runtime.current().jobs is not None:
+                await runtime.current().jobs.close()
+
+    job = asyncio.run(_with_db(settings, work))
+    summary = sync.job_summary(job)
+    stats = summary["stats"]
+    human = (
+        f"sync {job.id} ({job.type.value}) {job.status.value}: "
+        f"{stats['products_added']} added, {stats['products_updated']} updated, "
+        f"{stats['products_removed']} removed, {stats['errors']} errors"
+    )
+    if job.error_message:
+        human += f" — {job.error_message}"
+    _emit(args, human, summary)
+    if job.status.value == "failed":
+        raise CliError(f"sync {job.id} failed: {job.error_message}")
+
+
+class _Progress:
+    """A one-line progress bar on stderr (a terminal), else one line per phase."""
+
+    WIDTH = 30
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.phase: str | None = None
+
+    def show(self, job: Any) -> None:
+        if not self.enabled:
+            return
+        total = job.lots_total or 0
+        fraction = min(job.lots_processed / total, 1.0) if total else 0.0
+        if self.tty:
+            filled = int(fraction * self.WIDTH)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            sys.stderr.write(
+                f"\r[{bar}] {fraction:4.0%} {job.phase:<10} {job.lots_processed}/{total} lots"
+            )
+            sys.stderr.flush()
+        elif job.phase != self.phase:
+            print(f"{job.phase}: {job.lots_processed}/{total} lots", file=sys.stderr, flush=True)
+        self.phase = job.phase
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
 
 
 def cmd_simulate_auction_house(args: argparse.Namespace) -> None:
@@ -321,12 +431,24 @@ def build_parser() -> argparse.ArgumentParser:
     screate.add_argument("--account", required=True)
     screate.add_argument("--platform", required=True, choices=["woocommerce", "shopify"])
     screate.add_argument("--name", required=True)
-    screate.add_argument("--url", required=True)
+    screate.add_argument("--url", help="store base URL (optional with --simulated)")
+    screate.add_argument(
+        "--simulated",
+        action="store_true",
+        help="back the store with the built-in simulator of its platform (demo, sandbox)",
+    )
     screate.add_argument("--mode", choices=["live", "test"], default="live")
     screate.add_argument("--consumer-key")
     screate.add_argument("--consumer-secret")
     screate.add_argument("--access-token")
     screate.set_defaults(func=cmd_stores_create)
+    syncp = sub.add_parser("sync", parents=[common], help="start a sync (and follow it)")
+    syncp.add_argument("--account", required=True)
+    syncp.add_argument("--mode", choices=["live", "test"], default="live")
+    syncp.add_argument("--type", choices=["delta", "full"], default="delta")
+    syncp.add_argument("--store", action="append", help="a store id (repeat; default: all)")
+    syncp.add_argument("--wait", action="store_true", help="follow the sync to its end")
+    syncp.set_defaults(func=cmd_sync)
     simulate = sub.add_parser("simulate", help="run a simulator of an external system")
     systems = simulate.add_subparsers(dest="system", required=True)
     house = systems.add_parser("auction-house", parents=[common], help="the auction-house lot feed")

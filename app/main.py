@@ -210,7 +210,8 @@ def create_app(
         if settings.should_create_demo:
             demo = await ensure_demo(settings.data_dir)
             app.state.demo = demo
-            _print_banner(settings, demo)
+            synced = await _first_demo_sync(demo)
+            _print_banner(settings, demo, synced)
         logger.info("started", extra={"mode": "embedded" if settings.embedded else "distributed"})
         try:
             yield
@@ -276,6 +277,13 @@ def create_app(
         Mount("/docs/static", StaticFiles(directory=str(swagger_static)), name="docs-static"),
         Route("/v1/openapi.json", openapi_endpoint),
         Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        *(
+            # The built-in auction house, reachable for demos: `POST …/v1/_admin/advance`
+            # (bearer `simulated-auction-house`) sells, reprices and adds lots.
+            [Mount("/simulators/auction-house", app=_simulated_auction_house)]
+            if settings.is_development
+            else []
+        ),
         WebSocketRoute("/graphql", graphql_app),
         *starlette_routes(table),
     ]
@@ -329,7 +337,27 @@ def create_app(
     return ApiGateway(app, settings=settings, limiter=limiter, metrics=metrics)  # type: ignore[return-value]
 
 
-def _print_banner(settings: Settings, demo: Any) -> None:
+async def _simulated_auction_house(scope: Any, receive: Any, send: Any) -> None:
+    from app.sync.connect import simulators
+
+    await simulators().auction_house(scope, receive, send)
+
+
+async def _first_demo_sync(demo: Any) -> list[Any]:
+    """A new demo's first sync runs before serving, so its first `GET /v1/products` lists the
+    simulated auction house's coins."""
+    from app.accounts.models import Environment
+    from app.sync.service import first_sync
+
+    done = []
+    for environment in (Environment.LIVE, Environment.SANDBOX):
+        job = await first_sync(demo.account_id, environment)
+        if job is not None:
+            done.append(job)
+    return done
+
+
+def _print_banner(settings: Settings, demo: Any, synced: list[Any] = ()) -> None:
     base = settings.base_url
     lines = [
         "",
@@ -340,6 +368,11 @@ def _print_banner(settings: Settings, demo: Any) -> None:
         f"  Demo account: {demo.account_id} (professional)",
         f"  Live key:     {demo.live_key}",
         f"  Sandbox key:  {demo.test_key}",
+        *(
+            f"  First sync:   {job.id} ({job.environment}) {job.status.value}: "
+            f"{job.products_added} products listed in the demo WooCommerce store"
+            for job in synced
+        ),
         "",
         f'  curl -H "Authorization: Bearer {demo.live_key}" {base}/v1/products',
         "",

@@ -298,3 +298,65 @@ def test_simulate_auction_house_serves_the_lot_feed(tmp_path: Path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_sync_runs_against_a_simulated_store_and_reports_its_stats(
+    data_dir: Path, professional: str
+):
+    store = ok_json(
+        data_dir,
+        "stores",
+        "create",
+        "--account",
+        professional,
+        "--platform",
+        "woocommerce",
+        "--name",
+        "Sandbox shop",
+        "--mode",
+        "test",
+        "--simulated",
+    )
+    assert store["id"].startswith("store_")
+    assert store["simulated"] is True
+    assert store["url"] == "https://woocommerce.simulated.invalid"
+
+    env = cli_env(data_dir, SYNCAUCTION_SIMULATOR_CATALOG_SIZE="40")
+    result = run(
+        data_dir,
+        "sync",
+        "--account",
+        professional,
+        "--mode",
+        "test",
+        "--type",
+        "full",
+        "--wait",
+        "--json",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout.strip().splitlines()[-1])
+    assert job["id"].startswith("sync_")
+    assert (job["type"], job["status"], job["trigger"]) == ("full", "completed", "cli")
+    assert job["stats"]["products_added"] == job["progress"]["lots_total"] - _unavailable(40)
+    assert job["stores_updated"] == [store["id"]]
+    assert job["stores"][store["id"]]["pushed"] == job["stats"]["products_added"]
+
+    # Human output: a delta right after the full finds nothing to change.
+    human = run(data_dir, "sync", "--account", professional, "--mode", "test", "--wait", env=env)
+    assert human.returncode == 0, human.stderr
+    assert human.stdout.startswith("sync sync_")
+    assert "(delta) completed: 0 added, 0 updated, 0 removed, 0 errors" in human.stdout
+    assert " lots\n" in human.stderr  # progress, one line per phase off a terminal
+
+
+def _unavailable(size: int) -> int:
+    from app.connectors.auction_house.catalog import catalog_at
+
+    return sum(1 for lot in catalog_at(1, size) if not lot.available)
+
+
+def test_sync_refuses_a_sandbox_without_the_plan(data_dir: Path, starter: str):
+    error = fails(data_dir, "sync", "--account", starter, "--mode", "test")
+    assert "sandbox" in error

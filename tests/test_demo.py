@@ -4,6 +4,7 @@ remembers in DATA_DIR, and what happens when that file is damaged or its keys ar
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from app.accounts.demo import DEMO_FILE, ensure_demo
 from app.accounts.models import Account, Environment, Plan
 from app.auth import service as keys
-from app.products.models import Product
+from app.pricing.models import PricingRule
+from app.stores.models import Platform, Store
 
 
 @pytest.fixture
@@ -33,7 +35,13 @@ async def test_second_start_returns_the_same_keys(app, data_dir: Path):
     assert (live.environment, test.environment) == (Environment.LIVE, Environment.SANDBOX)
     assert live.account_id == test.account_id == first.account_id
     for environment in Environment:
-        assert await Product.filter(account_id=account.id, environment=environment).count() == 5
+        store = await Store.get(account_id=account.id, environment=environment)
+        assert (store.platform, store.simulated) == (Platform.WOOCOMMERCE, True)
+        rules = await PricingRule.filter(account_id=account.id, environment=environment)
+        assert sorted((r.priority, r.markup_percent, r.min_cost) for r in rules) == [
+            (10, Decimal(15), Decimal(1000)),
+            (100, Decimal(15), None),
+        ]
 
     path = data_dir / DEMO_FILE
     assert path.stat().st_mode & 0o777 == 0o600
@@ -65,3 +73,29 @@ async def test_revoked_demo_keys_are_replaced(app, data_dir: Path):
     second = await ensure_demo(data_dir)
     assert second.live_key != first.live_key
     assert (await keys.authenticate_api_key(second.live_key)).account_id == second.account_id
+
+
+async def test_the_first_sync_lists_the_developer_page_coins(app, data_dir: Path):
+    from app import runtime
+    from app.connectors.simulated import Simulators
+    from app.main import _first_demo_sync
+    from app.products.models import Product
+    from app.sync.models import SyncStatus
+
+    rt = runtime.current()
+    # What `make run` has: development settings with the demo on (the featured coins).
+    rt.simulators = Simulators(rt.settings.model_copy(update={"demo": True}))
+    demo = await ensure_demo(data_dir)
+    [live, sandbox] = await _first_demo_sync(demo)
+    assert live.status is sandbox.status is SyncStatus.COMPLETED
+    assert live.products_added == sandbox.products_added > 5
+    morgan = await Product.get(account_id=demo.account_id, environment="live", ha_lot="123456")
+    assert (morgan.title, morgan.price) == ("1921 Morgan Dollar MS65", Decimal("430.50"))
+    vf35 = await Product.get(account_id=demo.account_id, environment="live", ha_lot="789012")
+    assert (vf35.title, vf35.price, vf35.margin) == (
+        "1893-S Morgan Dollar VF35",
+        Decimal("1250.00"),
+        Decimal("163.00"),
+    )
+    # Only the first start syncs inline; later starts leave it to the schedule.
+    assert await _first_demo_sync(demo) == []

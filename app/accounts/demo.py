@@ -1,5 +1,6 @@
-"""Development demo: one professional account with a live and a sandbox key, created on first
-start and remembered in the data directory so later runs print the same keys."""
+"""Development demo: one professional account with a live and a sandbox key, pricing rules and
+a simulated WooCommerce store, created on first start and remembered in the data directory so
+later runs print the same keys. The app runs the first sync of a new demo before serving."""
 
 from __future__ import annotations
 
@@ -14,75 +15,10 @@ from app.accounts.models import Account, Environment, Plan
 from app.auth import service as keys
 from app.auth.models import ApiKey
 from app.crypto import hash_api_key
-from app.products import service as products
-from app.products.models import Product
+from app.pricing import service as pricing
+from app.stores import service as stores
 
 DEMO_FILE = "demo-keys.json"
-
-# A few lots so the first `GET /v1/products` shows what the API returns; syncs add the rest.
-# Seeded last-to-first, so the newest-first list opens with the developer page's example coin.
-SAMPLE_LOTS = [
-    (
-        "123456",
-        "1921 Morgan Dollar MS65",
-        "Silver",
-        "MS65",
-        "PCGS",
-        1921,
-        None,
-        "$1",
-        "374.35",
-        "430.50",
-    ),
-    (
-        "789012",
-        "1893-S Morgan Dollar VF35",
-        "Silver",
-        "VF35",
-        "PCGS",
-        1893,
-        "S",
-        "$1",
-        "1087.00",
-        "1250.00",
-    ),
-    (
-        "345678",
-        "1924 Saint-Gaudens Double Eagle MS64",
-        "Gold",
-        "MS64",
-        "NGC",
-        1924,
-        None,
-        "$20",
-        "2410.00",
-        "2772.00",
-    ),
-    (
-        "901234",
-        "1943 Walking Liberty Half Dollar MS66",
-        "Silver",
-        "MS66",
-        "NGC",
-        1943,
-        None,
-        "50C",
-        "96.00",
-        "119.00",
-    ),
-    (
-        "567890",
-        "1937-D Buffalo Nickel MS65",
-        "Nickel",
-        "MS65",
-        "PCGS",
-        1937,
-        "D",
-        "5C",
-        "88.00",
-        "109.00",
-    ),
-]
 
 
 @dataclass(frozen=True)
@@ -94,7 +30,7 @@ class DemoCredentials:
 
 async def ensure_demo(data_dir: Path) -> DemoCredentials:
     """The demo account and its two keys: the saved ones while they still work, else new ones
-    (saved owner-only in `data_dir`), with a few sample coins in live and sandbox."""
+    (saved owner-only in `data_dir`), with rules and a simulated store in live and sandbox."""
     path = data_dir / DEMO_FILE
     saved = _load(path)
     if saved is not None and await _still_valid(saved):
@@ -104,7 +40,7 @@ async def ensure_demo(data_dir: Path) -> DemoCredentials:
     test = await keys.create_key(account_id=account.id, mode="test", name="demo sandbox key")
     data_dir.mkdir(parents=True, exist_ok=True)
     _save(path, {"account_id": account.id, "live_key": live.secret, "test_key": test.secret})
-    await seed_sample_products(account)
+    await setup_demo_shop(account)
     return DemoCredentials(account.id, live.secret, test.secret)
 
 
@@ -141,30 +77,35 @@ async def _still_valid(saved: dict[str, str]) -> bool:
     return True
 
 
-async def seed_sample_products(account: Account) -> None:
+async def setup_demo_shop(account: Account) -> None:
+    """Pricing rules and a simulated WooCommerce store in live and sandbox, so the first sync
+    fills the catalog (1921 Morgan Dollar MS65 at 374.35 -> 430.50; 1893-S Morgan Dollar VF35
+    at 1087.00 -> 1250.00, margin 163.00, as on the developer page)."""
     for environment in (Environment.LIVE, Environment.SANDBOX):
         actor = accounts.operator_principal(account, environment)
-        for lot, title, metal, grade, service, year, mint, denom, cost, price in reversed(
-            SAMPLE_LOTS
-        ):
-            if await Product.exists(account_id=account.id, environment=environment, ha_lot=lot):
-                continue
-            await products.create_product(
-                actor,
-                lot=products.LotInput(
-                    ha_lot=lot,
-                    title=title,
-                    metal=metal,
-                    grade=grade,
-                    service=service,
-                    year=year,
-                    mint=mint,
-                    denomination=denom,
-                    cost=Decimal(cost),
-                    price=Decimal(price),
-                    images=[
-                        f"https://images.syncauction.example/lots/{lot}/obverse.jpg",
-                        f"https://images.syncauction.example/lots/{lot}/reverse.jpg",
-                    ],
-                ),
-            )
+        await pricing.create_pricing_rule(
+            actor,
+            data=pricing.PricingRuleInput(
+                name="Lots from $1,000: +15 %, whole dollars",
+                priority=10,
+                markup_percent=Decimal(15),
+                rounding="1.00",
+                min_cost=Decimal(1000),
+            ),
+        )
+        await pricing.create_pricing_rule(
+            actor,
+            data=pricing.PricingRuleInput(
+                name="Everything else: +15 %", priority=100, markup_percent=Decimal(15)
+            ),
+        )
+        await stores.create_store(
+            actor,
+            data=stores.StoreCreate(
+                name="Demo WooCommerce Store",
+                platform="woocommerce",
+                url="https://demo-store.simulated.invalid",
+                credentials={"consumer_key": "ck_demo", "consumer_secret": "cs_demo"},
+                simulated=True,
+            ),
+        )

@@ -26,8 +26,10 @@ class Simulators:
             seed=settings.simulator_seed,
             size=settings.simulator_catalog_size,
             token=AUCTION_HOUSE_TOKEN,
+            featured=settings.should_create_demo,
         )
         self._shops: dict[str, ASGIApp] = {}
+        self._fresh: set[str] = set()
 
     def shop(self, store_id: str, platform: str, credentials: dict[str, str]) -> Any:
         """The simulator app of a simulated store, created on first use with its credentials."""
@@ -50,7 +52,16 @@ class Simulators:
                     restore_rate=5_000.0,
                 )
             self._shops[store_id] = app
+            self._fresh.add(store_id)
         return app
+
+    def take_fresh(self, store_id: str) -> bool:
+        """True once after the shop of `store_id` was created in this process: it is empty,
+        whatever listings an earlier process recorded."""
+        if store_id in self._fresh:
+            self._fresh.discard(store_id)
+            return True
+        return False
 
 
 def asgi_client(app: Any, *, timeout: float = 15.0) -> httpx.AsyncClient:

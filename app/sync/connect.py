@@ -43,11 +43,15 @@ def auction_house(environment: Environment) -> AuctionHouseClient:
     ).owning()
 
 
-def store_connector(store: Store) -> StoreConnector:
+def store_connector(store: Store) -> tuple[StoreConnector, bool]:
+    """The store's connector, and whether the store is known to be empty (a simulated shop
+    just created in this process: its recorded listings are void)."""
     credentials = credentials_of(store)
     client = None
+    empty = False
     if store.simulated:
         client = asgi_client(simulators().shop(store.id, store.platform.value, credentials))
+        empty = simulators().take_fresh(store.id)
     if store.platform is Platform.WOOCOMMERCE:
         from app.connectors.woocommerce.client import WooCommerceClient
         from app.connectors.woocommerce.listings import WooCommerceListings
@@ -58,9 +62,9 @@ def store_connector(store: Store) -> StoreConnector:
             credentials.get("consumer_secret", ""),
             client=client,
         )
-        return WooCommerceListings(woo.owning())
+        return WooCommerceListings(woo.owning()), empty
     from app.connectors.shopify.client import ShopifyClient
     from app.connectors.shopify.listings import ShopifyListings
 
     shop = ShopifyClient(store.url, credentials.get("access_token", ""), client=client)
-    return ShopifyListings(shop.owning())
+    return ShopifyListings(shop.owning()), empty

@@ -370,10 +370,12 @@ class SyncRun:
 
     async def _push_store(self, store: Store, *, force: bool) -> None:
         outcome = _StoreOutcome(**self._store_record(store.id, reset=False))
-        writes = await self._pending_writes(store, force=force)
         connector: StoreConnector | None = None
         try:
-            connector = connect.store_connector(store)
+            connector, empty = connect.store_connector(store)
+            if empty:
+                await Listing.filter(store_id=store.id).delete()
+            writes = await self._pending_writes(store, force=force)
             size = max(1, connector.batch_size)
             for start in range(0, len(writes), size):
                 batch = writes[start : start + size]
@@ -401,11 +403,13 @@ class SyncRun:
             else WriteAction.OUT_OF_STOCK
         )
         listings = {
-            product_id: (status, pushed_hash, external_id)
-            for product_id, status, pushed_hash, external_id in await Listing.filter(
+            product_id: (status, pushed_hash, external_id, pushed_at)
+            for product_id, status, pushed_hash, external_id, pushed_at in await Listing.filter(
                 store_id=store.id
-            ).values_list("product_id", "status", "pushed_hash", "external_id")
+            ).values_list("product_id", "status", "pushed_hash", "external_id", "pushed_at")
         }
+        # A resumed `full` job does not re-send what an earlier execution of it pushed.
+        since = self.job.started_at
         products = await self._tenant(Product).values_list(
             "id", "status", "listing_hash", "metal", "service", "cost"
         )
@@ -415,12 +419,15 @@ class SyncRun:
             listing = listings.get(product_id)
             show = status == ProductStatus.ACTIVE and _passes(filters, metal, service, cost)
             if show:
-                if (
-                    force
-                    or listing is None
-                    or listing[0] != ListingStatus.LISTED
-                    or listing[1] != wanted
-                ):
+                current = (
+                    listing is not None
+                    and listing[0] == ListingStatus.LISTED
+                    and listing[1] == wanted
+                )
+                pushed_by_this_job = (
+                    current and since is not None and listing[3] is not None and listing[3] >= since
+                )
+                if not current or (force and not pushed_by_this_job):
                     upsert.append(product_id)
             elif listing is not None and listing[0] in (ListingStatus.LISTED, ListingStatus.ERROR):
                 down.append(product_id)

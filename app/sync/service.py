@@ -64,9 +64,14 @@ def _slot(account_id: str, environment: Environment | str) -> str:
 
 
 async def trigger_sync(
-    actor: Principal, *, data: SyncTriggerInput, trigger: SyncTrigger = SyncTrigger.API
+    actor: Principal,
+    *,
+    data: SyncTriggerInput,
+    trigger: SyncTrigger = SyncTrigger.API,
+    run: bool = True,
 ) -> SyncJob:
-    """Queue a sync; 409 `sync_in_progress` (with the job) while another is unfinished."""
+    """Queue a sync; 409 `sync_in_progress` (with the job) while another is unfinished. With
+    `run=False` the job is not queued: the caller runs it (`run_job`)."""
     actor.require("sync:write")
     store_ids = list(dict.fromkeys(data.store_ids))
     for index, store_id in enumerate(store_ids):
@@ -78,7 +83,12 @@ async def trigger_sync(
                 f"No such store: {store_id}", code="resource_missing", param=f"store_ids.{index}"
             )
     return await start_job(
-        actor.account_id, actor.environment, SyncType(data.type), trigger=trigger, stores=store_ids
+        actor.account_id,
+        actor.environment,
+        SyncType(data.type),
+        trigger=trigger,
+        stores=store_ids,
+        enqueue=run,
     )
 
 
@@ -89,7 +99,10 @@ async def start_job(
     *,
     trigger: SyncTrigger,
     stores: list[str] | None = None,
+    enqueue: bool = True,
 ) -> SyncJob:
+    """Create the job row (409 while another is unfinished) and queue it; with
+    `enqueue=False` the caller runs it (`run_job`)."""
     job = SyncJob(
         id=new_id("sync"),
         account_id=account_id,
@@ -110,8 +123,19 @@ async def start_job(
             code="sync_in_progress",
             details=details,
         ) from None
-    await jobs.enqueue(RUN_JOB, job.id, job_id=job.id)
+    if enqueue:
+        await jobs.enqueue(RUN_JOB, job.id, job_id=job.id)
     return job
+
+
+async def first_sync(account_id: str, environment: Environment) -> SyncJob | None:
+    """Run a full sync now, here, if the tenant never synced (the demo's first start)."""
+    if await SyncJob.exists(account_id=account_id, environment=environment):
+        return None
+    job = await start_job(
+        account_id, environment, SyncType.FULL, trigger=SyncTrigger.DEMO, enqueue=False
+    )
+    return await run_job(job.id)
 
 
 async def get_job(actor: Principal, sync_id: str) -> SyncJob:

@@ -445,6 +445,53 @@ def lot_from_json(data: dict[str, Any]) -> Lot:
     )
 
 
+def featured_lots() -> list[Lot]:
+    """The developer page's example coins, with fixed lot numbers below every generated one
+    (so they open the feed). The demo's simulator offers them and they never sell."""
+    rows = (
+        ("123456", "Morgan Dollar", 1921, None, "MS65", "PCGS", "Silver", "$1", "374.35"),
+        (
+            "345678",
+            "Saint-Gaudens Double Eagle",
+            1924,
+            None,
+            "MS64",
+            "NGC",
+            "Gold",
+            "$20",
+            "2410.00",
+        ),
+        ("567890", "Buffalo Nickel", 1937, "D", "MS65", "PCGS", "Nickel", "5C", "88.00"),
+        ("789012", "Morgan Dollar", 1893, "S", "VF35", "PCGS", "Silver", "$1", "1087.00"),
+        (
+            "901234",
+            "Walking Liberty Half Dollar",
+            1943,
+            None,
+            "MS66",
+            "NGC",
+            "Silver",
+            "50C",
+            "96.00",
+        ),
+    )
+    return [
+        Lot(
+            ha_lot=number,
+            title=make_title(series, year, mint, grade),
+            cost=Decimal(cost),
+            metal=metal,
+            grade=grade,
+            service=service,
+            year=year,
+            mint=mint,
+            denomination=denomination,
+            images=image_urls(number),
+        )
+        for number, series, year, mint, grade, service, metal, denomination, cost in rows
+    ]
+
+
 def lots_by_number(lots: Iterable[Lot]) -> dict[str, Lot]:
     """Index lots by `ha_lot`."""
     return {lot.ha_lot: lot for lot in lots}

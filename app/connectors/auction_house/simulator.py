@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.connectors.auction_house.catalog import Lot, evolve, generate_catalog, lot_to_json
+from app.connectors.auction_house.catalog import (
+    Lot,
+    evolve,
+    featured_lots,
+    generate_catalog,
+    lot_to_json,
+)
 from app.connectors.faults import Faults
 
 DEFAULT_PAGE_SIZE = 100
@@ -33,10 +39,12 @@ class SimulatorState:
     size: int
     generation: int = 0
     lots: list[Lot] = field(default_factory=list)
+    featured: int = 0  # the first `featured` lots are fixed: they never sell or reprice
 
     def advance(self) -> None:
         self.generation += 1
-        self.lots = evolve(self.lots, seed=self.seed, generation=self.generation)
+        fixed, evolving = self.lots[: self.featured], self.lots[self.featured :]
+        self.lots = fixed + evolve(evolving, seed=self.seed, generation=self.generation)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -114,8 +122,11 @@ async def advance(request: Request) -> Response:
     return JSONResponse({"generation": state.generation, "total": len(state.lots)})
 
 
-def create_simulator(*, seed: int = 1, size: int = 1_000, token: str = "sim-token") -> Starlette:
-    """A Starlette app serving the catalog for `seed` and `size`, starting at generation 0."""
+def create_simulator(
+    *, seed: int = 1, size: int = 1_000, token: str = "sim-token", featured: bool = False
+) -> Starlette:
+    """A Starlette app serving the catalog for `seed` and `size`, starting at generation 0;
+    with `featured`, the developer page's example coins open the catalog."""
     app = Starlette(
         routes=[
             Route("/v1/lots", list_lots, methods=["GET"]),
@@ -124,5 +135,8 @@ def create_simulator(*, seed: int = 1, size: int = 1_000, token: str = "sim-toke
     )
     app.state.token = token
     app.state.faults = Faults()
-    app.state.catalog = SimulatorState(seed=seed, size=size, lots=generate_catalog(seed, size))
+    fixed = featured_lots() if featured else []
+    app.state.catalog = SimulatorState(
+        seed=seed, size=size, lots=fixed + generate_catalog(seed, size), featured=len(fixed)
+    )
     return app
