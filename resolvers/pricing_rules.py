@@ -9,6 +9,7 @@ from strawberry.types import Info
 
 from app.pricing import service
 from app.pricing.models import PricingRule as PricingRuleRow
+from app.pricing.preview import preview_rule
 from resolvers.common import (
     After,
     First,
@@ -30,6 +31,7 @@ def to_type(row: PricingRuleRow) -> types.PricingRule:
         id=row.id,
         name=row.name,
         active=row.active,
+        is_default=row.is_default,
         priority=row.priority,
         markup_percent=money(row.markup_percent),
         markup_fixed=money(row.markup_fixed),
@@ -83,3 +85,35 @@ async def pricing_rule_update(
 async def pricing_rule_delete(info: Info, id: ObjectId) -> types.DeletedPricingRule:
     deleted = await service.delete_pricing_rule(actor(info), id)
     return types.DeletedPricingRule(id=deleted.id, deleted=True)
+
+
+async def pricing_rule_preview(
+    info: Info,
+    input: Annotated[
+        PricingRuleCreateInput, strawberry.argument(description="The rule as it would be saved.")
+    ],
+    id: Annotated[
+        strawberry.ID | None,
+        strawberry.argument(description="Preview a change to this rule (it is replaced)."),
+    ] = None,
+) -> types.PricingRulePreview:
+    data = validate(service.PricingRuleInput, plain(input))
+    with input_errors(service.RULE_FIELDS):
+        result = await preview_rule(actor(info), data=data, rule_id=id)
+    return types.PricingRulePreview(
+        products_considered=result.products_considered,
+        products_changed=result.products_changed,
+        samples=[
+            types.PriceChange(
+                product_id=c.product_id,
+                sku=c.sku,
+                title=c.title,
+                cost=c.cost,
+                price_before=c.price_before,
+                price_after=c.price_after,
+                margin_before=c.margin_before,
+                margin_after=c.margin_after,
+            )
+            for c in result.samples
+        ],
+    )

@@ -58,6 +58,7 @@ class PricingRuleObject(_Strict):
     object: Literal["pricing_rule"]
     name: str = Field(examples=["Silver dollars +15 %"])
     active: bool
+    is_default: bool = Field(description="The account default (prices unmatched lots).")
     priority: int = Field(description="Lower numbers are evaluated first (0–10000).")
     markup_percent: float = Field(description="Percent of cost added.", examples=[15.0])
     markup_fixed: float = Field(description="Amount added after the percent.", examples=[0.0])

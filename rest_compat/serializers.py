@@ -91,6 +91,7 @@ def pricing_rule_json(rule: PricingRule) -> dict[str, Any]:
         "object": "pricing_rule",
         "name": rule.name,
         "active": rule.active,
+        "is_default": rule.is_default,
         "priority": rule.priority,
         "markup_percent": _money(rule.markup_percent),
         "markup_fixed": _money(rule.markup_fixed),

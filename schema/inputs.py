@@ -115,6 +115,10 @@ class StoreUpdateInput:
 class PricingRuleCreateInput:
     name: str = strawberry.field(description="Display name, 1–200 characters.")
     active: bool = strawberry.field(default=True, description="Inactive rules are skipped.")
+    is_default: bool = strawberry.field(
+        default=False,
+        description="The account default: prices lots no other rule matches (no conditions).",
+    )
     priority: int = strawberry.field(
         default=100, description="Lower numbers are evaluated first (0–10000)."
     )
@@ -159,6 +163,9 @@ class PricingRuleCreateInput:
 class PricingRuleUpdateInput:
     name: str | None = strawberry.field(default=strawberry.UNSET, description="New name.")
     active: bool | None = strawberry.field(default=strawberry.UNSET, description="Switch.")
+    is_default: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="Make it (or stop it being) the account default."
+    )
     priority: int | None = strawberry.field(default=strawberry.UNSET, description="New priority.")
     markup_percent: Decimal | None = strawberry.field(
         default=strawberry.UNSET, description="New percent markup."

@@ -58,6 +58,10 @@ class Query:
     pricing_rule: types.PricingRule = strawberry.field(
         resolver=pricing_rule_resolvers.pricing_rule, description="One pricing rule by `rule_…` id."
     )
+    pricing_rule_preview: types.PricingRulePreview = strawberry.field(
+        resolver=pricing_rule_resolvers.pricing_rule_preview,
+        description="What a rule would change (count and the largest changes) before saving it.",
+    )
     sync_status: types.SyncStatus = strawberry.field(
         resolver=sync_resolvers.sync_status,
         description="Whether a sync runs, the last one, and when the schedule runs next.",

@@ -135,6 +135,9 @@ class PricingRule:
     id: strawberry.ID = strawberry.field(description="`rule_…` id.")
     name: str = strawberry.field(description="Display name.")
     active: bool = strawberry.field(description="Inactive rules are skipped.")
+    is_default: bool = strawberry.field(
+        description="The account default: prices lots no other rule matches."
+    )
     priority: int = strawberry.field(description="Lower numbers are evaluated first (0–10000).")
     markup_percent: Decimal = strawberry.field(description="Percent of cost added.")
     markup_fixed: Decimal = strawberry.field(description="Amount added after the percent.")
@@ -319,4 +322,27 @@ class SyncStatus:
     )
     full_sync_hour_utc: int | None = strawberry.field(
         description="Hour (UTC) of the nightly full sync (null = none)."
+    )
+
+
+@strawberry.type(description="A price the previewed rule would change.")
+class PriceChange:
+    product_id: strawberry.ID = strawberry.field(description="`prod_…` id.")
+    sku: str = strawberry.field(description="`HA-<lot>`.")
+    title: str = strawberry.field(description="Product title.")
+    cost: Decimal = strawberry.field(description="Auction-house cost.")
+    price_before: Decimal = strawberry.field(description="Price today.")
+    price_after: Decimal = strawberry.field(description="Price with the rule.")
+    margin_before: Decimal = strawberry.field(description="Margin today.")
+    margin_after: Decimal = strawberry.field(description="Margin with the rule.")
+
+
+@strawberry.type(description="What saving a pricing rule would change on the next sync.")
+class PricingRulePreview:
+    products_considered: int = strawberry.field(
+        description="Products the rules price (not sold, no manual price)."
+    )
+    products_changed: int = strawberry.field(description="Of those, how many change price.")
+    samples: list[PriceChange] = strawberry.field(
+        description="Up to 10 changes, the largest first."
     )

@@ -53,6 +53,7 @@ async def test_create_answers_201_with_the_documented_shape(client, tenant):
         "object": "pricing_rule",
         "name": "Silver dollars +15 %",
         "active": True,
+        "is_default": False,
         "priority": 10,
         "markup_percent": 15.0,
         "markup_fixed": 0.0,

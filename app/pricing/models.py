@@ -17,6 +17,8 @@ class PricingRule(Model):
     environment = fields.CharEnumField(Environment, max_length=10)
     name = fields.CharField(max_length=200)
     active = fields.BooleanField(default=True)
+    # The account default: prices lots no other rule matches (it has no conditions).
+    is_default = fields.BooleanField(default=False)
     priority = fields.IntField(default=100)
     markup_percent = fields.DecimalField(max_digits=9, decimal_places=2, default=0)
     markup_fixed = fields.DecimalField(max_digits=14, decimal_places=2, default=0)

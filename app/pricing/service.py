@@ -38,6 +38,7 @@ MarginPercent = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=2)]
 RULE_FIELDS = (
     "name",
     "active",
+    "is_default",
     "priority",
     "markup_percent",
     "markup_fixed",
@@ -57,6 +58,7 @@ _PRICE_FIELDS = {"markup_percent", "markup_fixed", "min_margin", "min_margin_per
 _REQUIRED = (
     "name",
     "active",
+    "is_default",
     "priority",
     "markup_percent",
     "markup_fixed",
@@ -74,6 +76,11 @@ class PricingRuleInput(BaseModel):
 
     name: Name
     active: bool = True
+    is_default: bool = Field(
+        default=False,
+        description="The account default: prices the lots no other rule matches. It takes no "
+        "conditions; making a rule the default unsets the previous one.",
+    )
     priority: Priority = Field(default=100, description="Lower numbers are evaluated first.")
     markup_percent: MarkupPercent = Field(default=Decimal(0), description="Percent of cost.")
     markup_fixed: MarkupFixed = Field(default=Decimal(0), description="Added after the percent.")
@@ -102,6 +109,7 @@ class PricingRuleChanges(BaseModel):
 
     name: Name | None = None
     active: bool | None = None
+    is_default: bool | None = None
     priority: Priority | None = None
     markup_percent: MarkupPercent | None = None
     markup_fixed: MarkupFixed | None = None
@@ -125,8 +133,28 @@ class PricingRuleChanges(BaseModel):
         return value
 
 
+_CONDITIONS = (
+    "metals",
+    "services",
+    "min_grade",
+    "max_grade",
+    "min_cost",
+    "max_cost",
+    "title_contains",
+)
+
+
 def check_rule(rule: PricingRuleInput) -> None:
     """The checks that span fields; each names the field to fix."""
+    if rule.is_default:
+        for name in _CONDITIONS:
+            if getattr(rule, name) not in (None, []):
+                raise InvalidInput(
+                    f"The default rule applies to lots no other rule matches: it takes no "
+                    f"conditions (remove {name}).",
+                    code="default_rule_conditions",
+                    param=name,
+                )
     if rule.markup_percent == 0 and rule.markup_fixed == 0:
         raise InvalidInput(
             "A rule with no markup: set markup_percent or markup_fixed.",
@@ -175,11 +203,27 @@ async def create_pricing_rule(actor: Principal, *, data: PricingRuleInput) -> Pr
     """Store a new rule after checking it as a whole."""
     actor.require("pricing:write")
     check_rule(data)
-    return await PricingRule.create(
-        id=new_id("rule"),
-        account_id=actor.account_id,
-        environment=actor.environment,
-        **_stored(data),
+    async with in_transaction() as connection:
+        rule = await PricingRule.create(
+            id=new_id("rule"),
+            account_id=actor.account_id,
+            environment=actor.environment,
+            using_db=connection,
+            **_stored(data),
+        )
+        if rule.is_default:
+            await _only_default(actor, rule, connection)
+    return rule
+
+
+async def _only_default(actor: Principal, rule: PricingRule, connection: Any) -> None:
+    """`rule` became the default: the previous default, if any, is an ordinary rule again."""
+    await (
+        owned(PricingRule, actor)
+        .using_db(connection)
+        .filter(is_default=True)
+        .exclude(id=rule.id)
+        .update(is_default=False)
     )
 
 
@@ -214,6 +258,8 @@ async def update_pricing_rule(
             setattr(rule, name, stored[name])
         if changed:
             await rule.save(using_db=connection, update_fields=[*changed, "updated_at"])
+        if "is_default" in changed and rule.is_default:
+            await _only_default(actor, rule, connection)
     return rule
 
 
@@ -251,3 +297,10 @@ def to_core(rule: PricingRule) -> Rule:
         max_cost=decimal(rule.max_cost),
         title_contains=rule.title_contains,
     )
+
+
+async def tenant_pricing(account_id: str, environment: str) -> tuple[list[Rule], Rule | None]:
+    """A tenant's active rules as the engine evaluates them, and its default rule."""
+    rules = await PricingRule.filter(account_id=account_id, environment=environment, active=True)
+    default = next((to_core(r) for r in rules if r.is_default), None)
+    return [to_core(r) for r in rules if not r.is_default], default

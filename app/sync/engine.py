@@ -38,8 +38,7 @@ from app.events.service import atomic
 from app.events.types import EventType
 from app.ids import new_id
 from app.pricing.core import LotFacts, Rule, price_lot
-from app.pricing.models import PricingRule
-from app.pricing.service import to_core
+from app.pricing.service import tenant_pricing
 from app.products.models import Product, ProductStatus
 from app.products.service import product_event_data
 from app.stores.models import Store
@@ -70,8 +69,10 @@ def describe(lot: Lot) -> str:
     return " ".join(parts)
 
 
-def rules_fingerprint(rules: Sequence[Rule]) -> str:
-    return hashlib.sha256(repr(sorted(rules, key=lambda r: r.id)).encode()).hexdigest()
+def rules_fingerprint(rules: Sequence[Rule], default: Rule | None = None) -> str:
+    """Changes when any price the rules give may change."""
+    text = repr(sorted(rules, key=lambda r: r.id)) + "|default:" + repr(default)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass
@@ -100,6 +101,7 @@ class SyncRun:
         self.environment = Environment(job.environment)
         self.batch_size = runtime.current().settings.sync_batch_size
         self._last_beat = 0.0
+        self.default_rule: Rule | None = None
         # This execution's counts; a resumed job adds them to what earlier executions saved.
         self.counters = _Counters()
         self._base = _Counters(
@@ -111,8 +113,9 @@ class SyncRun:
     # -- orchestration --------------------------------------------------------------------
 
     async def run(self) -> None:
-        rules = [to_core(rule) for rule in await self._tenant(PricingRule).filter(active=True)]
-        fingerprint = rules_fingerprint(rules)
+        rules, default = await tenant_pricing(self.account_id, self.environment.value)
+        self.default_rule = default
+        fingerprint = rules_fingerprint(rules, default)
         state = await self._state()
         full = self.job.type is SyncType.FULL
 
@@ -213,6 +216,7 @@ class SyncRun:
                     grade=lot.grade,
                 ),
                 rules,
+                default=self.default_rule,
             )
             manual = current.manual_price if current is not None else None
             price = Decimal(manual) if manual is not None else decision.price
@@ -325,7 +329,7 @@ class SyncRun:
                     service=product.service,
                     grade=product.grade,
                 )
-                price = price_lot(facts, rules).price
+                price = price_lot(facts, rules, default=self.default_rule).price
                 if price != Decimal(product.price):
                     changed.append((product, price))
             if not changed:
