@@ -21,7 +21,7 @@ from resolvers.common import (
     validate,
 )
 from schema import types
-from schema.inputs import SyncTriggerInput
+from schema.inputs import SyncScheduleInput, SyncTriggerInput
 
 
 def to_type(row: SyncJobRow) -> types.SyncJob:
@@ -58,7 +58,19 @@ def to_type(row: SyncJobRow) -> types.SyncJob:
 
 
 async def sync_status(info: Info) -> types.SyncStatus:
-    overview = await service.sync_overview(actor(info))
+    return _status(await service.sync_overview(actor(info)))
+
+
+async def sync_schedule_update(
+    info: Info,
+    input: Annotated[SyncScheduleInput, strawberry.argument(description="The new schedule.")],
+) -> types.SyncStatus:
+    changes = validate(service.SyncScheduleChanges, plain(input))
+    with input_errors(("delta_interval_minutes", "full_sync_hour_utc", "nightly_full")):
+        return _status(await service.update_schedule(actor(info), changes=changes))
+
+
+def _status(overview: service.SyncOverview) -> types.SyncStatus:
     return types.SyncStatus(
         state=types.SyncState(overview.state),
         current_job=to_type(overview.current) if overview.current else None,

@@ -217,3 +217,16 @@ class SyncTriggerInput:
     store_ids: list[strawberry.ID] = strawberry.field(
         default_factory=list, description="Stores to push to; empty = every enabled store."
     )
+
+
+@strawberry.input(description="When the schedule syncs; omitted fields stay as they are.")
+class SyncScheduleInput:
+    delta_interval_minutes: int | None = strawberry.field(
+        default=strawberry.UNSET, description="A delta every N minutes (5–1440; 0 = none)."
+    )
+    full_sync_hour_utc: int | None = strawberry.field(
+        default=strawberry.UNSET, description="Hour (UTC, 0–23) of the nightly full sync."
+    )
+    nightly_full: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="`false` turns the nightly full sync off."
+    )

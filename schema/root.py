@@ -98,6 +98,10 @@ class Mutation:
         resolver=pricing_rule_resolvers.pricing_rule_delete,
         description="Delete a pricing rule; answers its id.",
     )
+    sync_schedule_update: types.SyncStatus = strawberry.mutation(
+        resolver=sync_resolvers.sync_schedule_update,
+        description="Change the schedule: delta interval and nightly full sync hour (UTC).",
+    )
     sync_trigger: types.SyncJob = strawberry.mutation(
         resolver=sync_resolvers.sync_trigger,
         description="Start a sync. `sync_in_progress` (with `sync_job`) while one is unfinished.",

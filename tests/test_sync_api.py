@@ -197,3 +197,80 @@ async def test_graphql_trigger_conflict(client, tenant: Tenant, held_queue) -> N
     assert error["path"] == ["b"]
     assert error["extensions"]["code"] == "sync_in_progress"
     assert error["extensions"]["sync_job"]["id"] == queued
+
+
+async def test_the_schedule_can_be_changed_and_starts_due_syncs(client, tenant: Tenant) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.sync.models import SyncJob, SyncState
+
+    await simulated_store(tenant)
+    body = (
+        await client.post(
+            "/graphql",
+            json={
+                "query": "mutation { syncScheduleUpdate(input: {deltaIntervalMinutes: 30, "
+                "fullSyncHourUtc: 2}) { deltaIntervalMinutes fullSyncHourUtc nextSyncType } }"
+            },
+            headers=tenant.headers(),
+        )
+    ).json()
+    assert body["data"]["syncScheduleUpdate"] == {
+        "deltaIntervalMinutes": 30,
+        "fullSyncHourUtc": 2,
+        "nextSyncType": "FULL",  # never synced: a full is due now
+    }
+    bad = (
+        await client.post(
+            "/graphql",
+            json={
+                "query": "mutation { syncScheduleUpdate(input: {deltaIntervalMinutes: 2}) "
+                "{ deltaIntervalMinutes } }"
+            },
+            headers=tenant.headers(),
+        )
+    ).json()
+    assert bad["errors"][0]["extensions"]["code"] == "parameter_invalid"
+
+    # Never synced: the schedule starts a full sync for the tenant (and only one).
+    assert await sync.schedule_due() == 1
+    assert await sync.schedule_due() == 0  # still unfinished: nothing more
+    await finish_jobs()
+    [job] = await SyncJob.filter(account_id=tenant.account_id)
+    assert (job.type.value, job.trigger.value, job.status.value) == (
+        "full",
+        "schedule",
+        "completed",
+    )
+    state = await SyncState.get(account_id=tenant.account_id, environment="live")
+    now = datetime.now(UTC)
+    at, kind = sync.next_run(state, now)
+    assert kind == "delta" and timedelta(minutes=29) < at - now <= timedelta(minutes=30)
+    assert await sync.schedule_due() == 0
+    # 31 minutes later the delta is due; at 02:00 UTC the nightly full.
+    assert await sync.schedule_due(now + timedelta(minutes=31)) == 1
+    await finish_jobs()
+    latest = await SyncJob.filter(account_id=tenant.account_id).order_by("-id").first()
+    assert latest.type.value == "delta"
+
+
+def test_next_run_picks_the_nightly_full_or_the_next_delta() -> None:
+    from datetime import UTC, datetime
+
+    from app.sync.models import SyncState
+
+    now = datetime(2026, 11, 27, 1, 50, tzinfo=UTC)
+    state = SyncState(
+        delta_interval_minutes=15,
+        full_sync_hour=2,
+        last_full_at=datetime(2026, 11, 26, 2, 0, 30, tzinfo=UTC),
+        last_delta_at=datetime(2026, 11, 27, 1, 40, tzinfo=UTC),
+    )
+    assert sync.next_run(state, now) == (datetime(2026, 11, 27, 1, 55, tzinfo=UTC), "delta")
+    later = datetime(2026, 11, 27, 2, 0, 5, tzinfo=UTC)
+    assert sync.next_run(state, later) == (later, "full")  # tonight's full is due
+    state.delta_interval_minutes = 0
+    assert sync.next_run(state, now) == (datetime(2026, 11, 27, 2, 0, tzinfo=UTC), "full")
+    state.full_sync_hour = None
+    assert sync.next_run(state, now) == (None, None)
+    assert sync.next_run(None, now) == (now, "full")

@@ -256,3 +256,82 @@ async def test_woocommerce_writes_recover_from_lost_answers_and_hand_deleted_pro
     second = await Listing.get(id=listings[1].id)
     assert second.external_id != listings[1].external_id
     assert int(second.external_id) in shop.products
+
+
+async def test_sold_lots_are_deleted_from_a_store_that_asks_for_it(tenant: Tenant) -> None:
+    store = await simulated_store(tenant, settings={"sold_lots": "delete"})
+    await run(tenant, "full")
+    before = {lot.ha_lot for lot in catalog_at(SEED, SIZE) if lot.available}
+    after = {lot.ha_lot for lot in advance_catalog(10) if lot.available}
+    sold = before - after
+    assert sold
+
+    job = await run(tenant, "delta")
+
+    listed = woo_products(store)
+    assert not {f"HA-{n}" for n in sold} & set(listed)
+    assert set(listed) == {f"HA-{n}" for n in after}
+    deleted = await Listing.filter(store_id=store.id, status=ListingStatus.DELETED).count()
+    assert deleted == len(sold) == job.products_removed
+
+
+async def test_products_a_store_refuses_are_recorded_and_retried(tenant: Tenant) -> None:
+    from app.connectors.woocommerce.simulator import ItemError
+
+    store = await simulated_store(tenant)
+    credentials = {"consumer_key": "ck_sim", "consumer_secret": "cs_sim"}
+    shop = simulators().shop(store.id, "woocommerce", credentials).state.store
+    lots = sorted(lot.ha_lot for lot in catalog_at(SEED, SIZE) if lot.available)
+    refused = f"HA-{lots[3]}"
+    accept = shop.create_product
+
+    def create_product(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("sku") == refused:
+            raise ItemError("woocommerce_product_image_upload_error", "Error getting remote image.")
+        return accept(data)
+
+    shop.create_product = create_product
+    job = await run(tenant, "full")
+
+    assert job.status is SyncStatus.COMPLETED
+    assert job.errors == 1
+    result = job.stores[store.id]
+    assert (result["pushed"], result["errors"]) == (len(lots) - 1, 1)
+    assert result["error_samples"] == [
+        f"{refused}: woocommerce_product_image_upload_error: Error getting remote image."
+    ]
+    listing = await Listing.get(store_id=store.id, product__sku=refused)
+    assert listing.status is ListingStatus.ERROR
+    assert listing.error_code == "woocommerce_product_image_upload_error"
+    assert refused not in woo_products(store)
+
+    shop.create_product = accept  # the store accepts it now: the next delta retries it
+    again = await run(tenant, "delta")
+    assert again.errors == 0
+    assert again.stores[store.id]["pushed"] == 1
+    assert refused in woo_products(store)
+    assert (await Listing.get(id=listing.id)).status is ListingStatus.LISTED
+
+
+async def test_an_unreachable_auction_house_fails_the_sync_and_says_why(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functools
+
+    from app.sync import connect
+
+    fast = functools.partial(connect.AuctionHouseClient, backoff_base=0.001, backoff_cap=0.01)
+    monkeypatch.setattr(connect, "AuctionHouseClient", fast)
+    feed = simulators().auction_house
+    feed.state.faults.inject(503, count=50)
+    job = await run(tenant, "full")
+    feed.state.faults.clear()
+
+    assert job.status is SyncStatus.FAILED
+    assert job.error_code == "upstream_unavailable"
+    assert "Auction house unavailable" in job.error_message
+    assert job.slot is None  # the next sync may start
+    failed = await Event.get(type="sync.failed")
+    assert failed.data["sync_id"] == job.id
+    assert failed.data["error"]["code"] == "upstream_unavailable"
+    assert (await run(tenant, "full")).status is SyncStatus.COMPLETED

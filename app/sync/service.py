@@ -46,6 +46,19 @@ class SyncTriggerInput(BaseModel):
     )
 
 
+class SyncScheduleChanges(BaseModel):
+    """The tenant's sync schedule; fields left out stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    delta_interval_minutes: int | None = Field(
+        default=None, ge=0, le=1440, description="A delta every N minutes (5–1440; 0 = none)."
+    )
+    full_sync_hour_utc: int | None = Field(
+        default=None, ge=0, le=23, description="Hour (UTC) of the nightly full sync."
+    )
+    nightly_full: bool | None = Field(default=None, description="false: no nightly full sync.")
+
+
 @dataclass(frozen=True, slots=True)
 class SyncOverview:
     """`GET /v1/sync/status`: what runs now, what ran last, what runs next."""
@@ -171,6 +184,33 @@ async def sync_overview(actor: Principal) -> SyncOverview:
         delta_interval_minutes=delta_every,
         full_sync_hour=full_hour,
     )
+
+
+async def update_schedule(actor: Principal, *, changes: SyncScheduleChanges) -> SyncOverview:
+    """Change when the schedule syncs this account and environment."""
+    actor.require("sync:write")
+    if changes.delta_interval_minutes is not None and 0 < changes.delta_interval_minutes < 5:
+        raise InvalidInput(
+            "Scheduled deltas run at most every 5 minutes (0 turns them off).",
+            code="parameter_invalid",
+            param="delta_interval_minutes",
+        )
+    key = _slot(actor.account_id, actor.environment)
+    state, _ = await SyncState.get_or_create(
+        id=key, defaults={"account_id": actor.account_id, "environment": actor.environment}
+    )
+    update: dict[str, Any] = {}
+    if changes.delta_interval_minutes is not None:
+        update["delta_interval_minutes"] = changes.delta_interval_minutes
+    if changes.full_sync_hour_utc is not None:
+        update["full_sync_hour"] = changes.full_sync_hour_utc
+    if changes.nightly_full is False:
+        update["full_sync_hour"] = None
+    elif changes.nightly_full and state.full_sync_hour is None and "full_sync_hour" not in update:
+        update["full_sync_hour"] = 3
+    if update:
+        await SyncState.filter(id=key).update(**update)
+    return await sync_overview(actor)
 
 
 def next_run(state: SyncState | None, now: datetime) -> tuple[datetime | None, str | None]:
