@@ -19,6 +19,7 @@ from app.ids import new_id
 from app.pricing.models import PricingRule
 from app.products.models import Product
 from app.stores.models import Store
+from app.sync.models import SyncJob
 from rest_compat.table import ROUTES, Route
 from tests.conftest import Tenant, make_pricing_rule, make_product, make_store
 
@@ -44,11 +45,24 @@ async def _pricing_rule(tenant: Tenant, environment: Environment) -> Model:
     return await make_pricing_rule(tenant, environment=environment)
 
 
+async def _sync_job(tenant: Tenant, environment: Environment) -> Model:
+    from app.sync.models import SyncStatus, SyncType
+
+    return await SyncJob.create(
+        id=new_id("sync"),
+        account_id=tenant.account_id,
+        environment=environment,
+        type=SyncType.DELTA,
+        status=SyncStatus.COMPLETED,
+    )
+
+
 # The collection a path parameter points into: the path up to the parameter.
 RESOURCES: dict[str, Resource] = {
     "/v1/products": Resource("prod", Product, _product),
     "/v1/stores": Resource("store", Store, _store),
     "/v1/pricing-rules": Resource("rule", PricingRule, _pricing_rule),
+    "/v1/sync/history": Resource("sync", SyncJob, _sync_job),
 }
 
 # A body that succeeds on the caller's own object, for every id route that takes a body.
@@ -204,6 +218,11 @@ GRAPHQL_OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pricingRuleDelete": (
         "/v1/pricing-rules",
         "mutation($id: ID!) { pricingRuleDelete(id: $id) { id deleted } }",
+        {},
+    ),
+    "syncJob": (
+        "/v1/sync/history",
+        "query($id: ID!) { syncJob(id: $id) { id status } }",
         {},
     ),
 }
