@@ -274,3 +274,16 @@ def test_next_run_picks_the_nightly_full_or_the_next_delta() -> None:
     state.full_sync_hour = None
     assert sync.next_run(state, now) == (None, None)
     assert sync.next_run(None, now) == (now, "full")
+
+
+async def test_a_store_with_sync_off_cannot_be_asked_for(
+    client, tenant: Tenant, held_queue
+) -> None:
+    store = await simulated_store(tenant, sync_enabled=False)
+    response = await client.post(
+        "/v1/sync/trigger", json={"store_ids": [store.id]}, headers=tenant.headers()
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "store_sync_disabled"
+    assert response.json()["error"]["param"] == "store_ids.0"
+    assert held_queue == []

@@ -173,20 +173,34 @@ async def test_changing_a_rule_reprices_and_pushes_on_the_next_sync(tenant: Tena
 async def test_a_manual_price_survives_syncs(tenant: Tenant) -> None:
     from app.products import service as products
 
-    await make_pricing_rule(tenant, markup_percent="10")
+    await make_pricing_rule(tenant, markup_percent="10", rounding="none")
     store = await simulated_store(tenant)
     await run(tenant, "full")
     product = await Product.filter(account_id=tenant.account_id).order_by("ha_lot").first()
+    ruled = product.price
     await products.update_product(
-        tenant.principal(), product.id, changes=products.ProductChanges(price="999.99")
+        tenant.principal(),
+        product.id,
+        changes=products.ProductChanges(price="999.99", title="Key date Morgan"),
     )
 
-    await run(tenant, "delta")
+    # A delta sends the merchant's edits; neither it nor a full sync undoes them.
+    job = await run(tenant, "delta")
+    assert job.stores[store.id]["pushed"] == 1
+    listed = woo_products(store)[product.sku]
+    assert (listed["regular_price"], listed["name"]) == ("999.99", "Key date Morgan")
     await run(tenant, "full")
-
     product = await Product.get(id=product.id)
     assert product.price == Decimal("999.99")
     assert woo_products(store)[product.sku]["regular_price"] == "999.99"
+
+    # Released: the rules price it again at once, and the next delta sends that price.
+    await products.update_product(
+        tenant.principal(), product.id, changes=products.ProductChanges(price=None)
+    )
+    assert (await Product.get(id=product.id)).price == ruled
+    await run(tenant, "delta")
+    assert woo_products(store)[product.sku]["regular_price"] == f"{ruled:.2f}"
 
 
 async def test_a_store_that_rejects_credentials_fails_alone(tenant: Tenant) -> None:
@@ -335,3 +349,111 @@ async def test_an_unreachable_auction_house_fails_the_sync_and_says_why(
     assert failed.data["sync_id"] == job.id
     assert failed.data["error"]["code"] == "upstream_unavailable"
     assert (await run(tenant, "full")).status is SyncStatus.COMPLETED
+
+
+async def test_a_feed_that_changes_while_read_defers_removals(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.connectors.auction_house.client import AuctionHouseClient
+    from app.sync import connect
+
+    await simulated_store(tenant)
+    await run(tenant, "full")
+    monkeypatch.setattr(connect, "FEED_PAGE_SIZE", 10)
+    fetch = AuctionHouseClient.fetch_page
+    advanced: list[int] = []
+
+    async def fetch_then_advance(self, number: int, *, conditional: bool = True):
+        page = await fetch(self, number, conditional=conditional)
+        if number == 2 and not advanced:
+            advanced.append(number)
+            for _ in range(10):  # lots sell (and leave) after pages 1-2 were read
+                simulators().auction_house.state.catalog.advance()
+        return page
+
+    monkeypatch.setattr(AuctionHouseClient, "fetch_page", fetch_then_advance)
+    offered = {lot.ha_lot for lot in catalog_at(SEED, SIZE, 10) if lot.available}
+
+    job = await run(tenant, "delta")
+
+    assert job.status is SyncStatus.COMPLETED
+    assert job.products_removed == 0  # deferred: nothing still offered was taken for sold
+    sold = await Product.filter(account_id=tenant.account_id, status=ProductStatus.SOLD)
+    assert not {p.ha_lot for p in sold} & offered
+    monkeypatch.setattr(AuctionHouseClient, "fetch_page", fetch)
+    again = await run(tenant, "delta")
+    assert again.products_removed > 0
+    active = await Product.filter(
+        account_id=tenant.account_id, status=ProductStatus.ACTIVE
+    ).values_list("ha_lot", flat=True)
+    assert set(active) == offered
+
+
+async def test_an_execution_that_lost_its_claim_stops_and_writes_nothing(tenant: Tenant) -> None:
+    from app.sync.engine import LostClaim, SyncRun
+
+    await simulated_store(tenant)
+    job = await sync.start_job(
+        tenant.account_id,
+        tenant.principal().environment,
+        sync.SyncType.FULL,
+        trigger=sync.SyncTrigger.API,
+        enqueue=False,
+    )
+    mine = await sync.claim(job.id)
+    assert mine is not None and mine.attempts == 1
+    # Presumed dead, the job was taken over by another execution (attempt 2).
+    await SyncJob.filter(id=job.id).update(attempts=2)
+    with pytest.raises(LostClaim):
+        await SyncRun(mine).run()
+    await sync._finish(mine)  # a late finish of the old execution changes nothing
+    row = await SyncJob.get(id=job.id)
+    assert (row.status, row.attempts, row.slot) == (SyncStatus.RUNNING, 2, job.slot)
+    assert not await Event.filter(type__in=["sync.completed", "sync.failed"]).exists()
+
+
+async def test_a_job_that_keeps_dying_is_abandoned_and_frees_the_account(tenant: Tenant) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    job = await sync.start_job(
+        tenant.account_id,
+        tenant.principal().environment,
+        sync.SyncType.DELTA,
+        trigger=sync.SyncTrigger.API,
+        enqueue=False,
+    )
+    stale = datetime.now(UTC) - timedelta(minutes=10)
+    await SyncJob.filter(id=job.id).update(
+        status=SyncStatus.RUNNING, attempts=sync.MAX_ATTEMPTS, heartbeat_at=stale
+    )
+    done = await sync.run_job(job.id)
+    assert done.status is SyncStatus.FAILED
+    assert done.error_code == "sync_abandoned"
+    assert done.slot is None
+    assert (await run(tenant)).status is SyncStatus.COMPLETED
+
+
+async def test_failed_syncs_back_off_the_schedule(tenant: Tenant) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await simulated_store(tenant)
+    simulators().auction_house.state.faults.inject(401, count=1)  # the feed refuses once
+    assert await sync.schedule_due() == 1
+    await runtime.current().jobs.join()
+    [failed] = await SyncJob.filter(account_id=tenant.account_id)
+    assert failed.status is SyncStatus.FAILED
+    now = datetime.now(UTC)
+    assert await sync.schedule_due(now + timedelta(minutes=4)) == 0
+    assert await sync.schedule_due(now + timedelta(minutes=6)) == 1
+    await runtime.current().jobs.join()
+
+
+async def test_live_data_needs_a_configured_auction_house_in_production(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime.current()
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"env": "production"}))
+    job = await run(tenant, "full")
+    assert job.status is SyncStatus.FAILED
+    assert job.error_code == "auction_house_unconfigured"
+    assert not await Product.filter(account_id=tenant.account_id).exists()

@@ -32,6 +32,9 @@ class ListingWrite:
     description: str = ""
     price: Decimal = Decimal(0)
     images: tuple[str, ...] = field(default_factory=tuple)
+    # The product's listing hash when this write was built: what the store holds once it is
+    # applied (a product edited during a push is sent again next time).
+    listing_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,10 @@ from app.events.types import EventType
 from app.ids import is_valid_id, new_id
 from app.money import Money
 from app.pagination import Page, PageParams, paginate
+from app.pricing.core import LotFacts, price_lot
+from app.pricing.service import tenant_pricing
 from app.products.models import Product, ProductStatus
+from app.sync.diff import listing_hash
 from app.tenancy import get_owned, owned
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -164,6 +167,20 @@ async def update_product(actor: Principal, product_id: str, *, changes: ProductC
                 if product.manual_price is not None:
                     product.manual_price = None
                     changed.append("manual_price")
+                    # Released: the rules price it again, now (and stores get it next sync).
+                    rules, default = await tenant_pricing(actor.account_id, actor.environment)
+                    facts = LotFacts(
+                        cost=Decimal(product.cost),
+                        title=product.title,
+                        metal=product.metal,
+                        service=product.service,
+                        grade=product.grade,
+                    )
+                    ruled = price_lot(facts, rules, default=default).price
+                    if ruled != product.price:
+                        product.price = ruled
+                        product.margin = ruled - Decimal(product.cost)
+                        changed += ["price", "margin"]
             else:
                 price = Decimal(price).quantize(Decimal("0.01")) + 0  # `+ 0` turns -0.00 into 0.00
                 if product.manual_price != price or product.price != price:
@@ -172,13 +189,26 @@ async def update_product(actor: Principal, product_id: str, *, changes: ProductC
                     product.margin = price - Decimal(product.cost)
                     changed += ["price", "manual_price", "margin"]
         if changed:
+            if {"title", "description", "price"} & set(changed):
+                # What stores show changed: the next sync (delta included) pushes it.
+                product.listing_hash = listing_hash(
+                    title=product.title,
+                    description=product.description,
+                    price=Decimal(product.price),
+                    images=list(product.images or []),
+                    sku=product.sku,
+                )
+                changed.append("listing_hash")
             await product.save(using_db=tx.connection, update_fields=[*set(changed), "updated_at"])
             await emit(
                 tx,
                 account_id=actor.account_id,
                 environment=actor.environment,
                 type=EventType.PRODUCT_UPDATED,
-                data={**product_event_data(product), "changed": sorted(set(changed))},
+                data={
+                    **product_event_data(product),
+                    "changed": sorted(set(changed) - {"listing_hash"}),
+                },
             )
     return product
 
@@ -202,6 +232,13 @@ async def create_product(actor: Principal, *, lot: LotInput) -> Product:
             sku=f"HA-{lot.ha_lot}",
             margin=lot.price - lot.cost,
             **lot.model_dump(),
+        )
+        product.listing_hash = listing_hash(
+            title=product.title,
+            description=product.description,
+            price=product.price,
+            images=list(product.images or []),
+            sku=product.sku,
         )
         await product.save(using_db=tx.connection)
         await emit(

@@ -12,6 +12,7 @@ from app.connectors.simulated import (
     Simulators,
     asgi_client,
 )
+from app.errors import UpstreamError
 from app.stores.models import Platform, Store
 from app.stores.service import credentials_of
 
@@ -34,6 +35,14 @@ def auction_house(environment: Environment) -> AuctionHouseClient:
             settings.auction_house_url,
             settings.auction_house_token or "",
             page_size=FEED_PAGE_SIZE,
+        )
+    if environment is Environment.LIVE and not settings.is_development:
+        # Never list simulated coins in a merchant's real stores.
+        raise UpstreamError(
+            "No auction house is configured for live data: set SYNCAUCTION_AUCTION_HOUSE_URL "
+            "and SYNCAUCTION_AUCTION_HOUSE_TOKEN.",
+            retryable=False,
+            code="auction_house_unconfigured",
         )
     return AuctionHouseClient(
         AUCTION_HOUSE_URL,

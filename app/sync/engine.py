@@ -23,10 +23,12 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from app import runtime
 from app.accounts.models import Environment
@@ -70,9 +72,27 @@ def describe(lot: Lot) -> str:
 
 
 def rules_fingerprint(rules: Sequence[Rule], default: Rule | None = None) -> str:
-    """Changes when any price the rules give may change."""
-    text = repr(sorted(rules, key=lambda r: r.id)) + "|default:" + repr(default)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Changes when any price the rules give may change; the same in every process."""
+
+    def canonical(rule: Rule | None) -> Any:
+        if rule is None:
+            return None
+        values = {f.name: getattr(rule, f.name) for f in fields(rule)}
+        values["metals"], values["services"] = sorted(rule.metals), sorted(rule.services)
+        return {k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()}
+
+    text = orjson.dumps(
+        {
+            "rules": [canonical(r) for r in sorted(rules, key=lambda r: r.id)],
+            "default": canonical(default),
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(text).hexdigest()
+
+
+class LostClaim(Exception):
+    """Another execution took the job over (this one was presumed dead): stop writing."""
 
 
 @dataclass
@@ -155,8 +175,11 @@ class SyncRun:
         pages: list[Any] = []
         pending: list[LotChange] = []
         counters = self.counters
+        generations: set[int] = set()
         try:
             async for page in feed.pages(conditional=conditional):
+                if not page.not_modified and page.generation is not None:
+                    generations.add(page.generation)
                 if page.total is not None and self.job.lots_total != page.total:
                     self.job.lots_total = page.total
                 if page.not_modified:
@@ -187,6 +210,15 @@ class SyncRun:
         finally:
             await feed.aclose()
         await self._write_batch(pending, rules, counters)
+        if len(generations) > 1:
+            # The catalog changed while it was read: offsets shifted, so a lot still offered
+            # may have been skipped. Removing is deferred to a run that reads one generation
+            # (and no page is remembered, so that run reads every page).
+            logger.warning("sync %s: the feed changed while read; removals deferred", self.job.id)
+            return []
+        if counters.lots == 0 and known:
+            logger.warning("sync %s: the feed offered no lots; nothing removed", self.job.id)
+            return []
         await self._remove(diff.removed(), counters)
         return [entry for entry in pages if entry[1]]
 
@@ -389,7 +421,13 @@ class SyncRun:
             outcome.error = f"{exc.code}: {exc.message}" if exc.code else exc.message
             outcome.errors += 1
             logger.warning("sync %s: store %s failed: %s", self.job.id, store.id, outcome.error)
-            await self._save_store(store.id, outcome)
+        except (LostClaim, asyncio.CancelledError):
+            raise
+        except Exception:
+            # One store's unexpected failure must not starve the others.
+            logger.exception("sync %s: store %s failed unexpectedly", self.job.id, store.id)
+            outcome.error = "internal_error: the push to this store stopped unexpectedly"
+            outcome.errors += 1
         finally:
             if connector is not None:
                 await connector.aclose()
@@ -451,6 +489,7 @@ class SyncRun:
                             description=product.description,
                             price=Decimal(product.price),
                             images=tuple(product.images or ()),
+                            listing_hash=product.listing_hash,
                         )
                     )
         return writes
@@ -463,11 +502,6 @@ class SyncRun:
         outcome: _StoreOutcome,
     ) -> None:
         now = datetime.now(UTC)
-        hashes = dict(
-            await Product.filter(id__in=[w.product_id for w in batch]).values_list(
-                "id", "listing_hash"
-            )
-        )
         async with atomic() as tx:
             existing = {
                 listing.product_id: listing
@@ -488,7 +522,7 @@ class SyncRun:
                     listing.pushed_at = now
                     if write.action is WriteAction.UPSERT:
                         listing.status = ListingStatus.LISTED
-                        listing.pushed_hash = hashes.get(write.product_id, "")
+                        listing.pushed_hash = write.listing_hash
                         listing.external_id = result.external_id or write.external_id
                     elif write.action is WriteAction.OUT_OF_STOCK:
                         listing.status = ListingStatus.OUT_OF_STOCK
@@ -508,11 +542,8 @@ class SyncRun:
                         )
                 await listing.save(using_db=tx.connection)
             self.job.stores[store.id] = _store_json(outcome)
-            await (
-                SyncJob.filter(id=self.job.id)
-                .using_db(tx.connection)
-                .update(stores=self.job.stores, heartbeat_at=now)
-            )
+            # Fenced: if another execution took the job over, this batch's records roll back.
+            await self._update_job(connection=tx.connection, stores=self.job.stores)
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -536,9 +567,17 @@ class SyncRun:
             created_at=now,
         )
 
+    async def _update_job(self, *, connection: Any = None, **values: Any) -> None:
+        """Write the job row, only while this execution still owns the job (its attempt)."""
+        query = SyncJob.filter(id=self.job.id, attempts=self.job.attempts)
+        if connection is not None:
+            query = query.using_db(connection)
+        if not await query.update(heartbeat_at=datetime.now(UTC), **values):
+            raise LostClaim(self.job.id)
+
     async def _phase(self, phase: str) -> None:
         self.job.phase = phase
-        await SyncJob.filter(id=self.job.id).update(phase=phase, heartbeat_at=datetime.now(UTC))
+        await self._update_job(phase=phase)
 
     async def _beat(self, counters: _Counters) -> None:
         if time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
@@ -555,16 +594,13 @@ class SyncRun:
         job.products_removed = base.removed + counters.removed
         job.lots_processed = counters.lots
         self._last_beat = time.monotonic()
-        query = SyncJob.filter(id=job.id)
-        if connection is not None:
-            query = query.using_db(connection)
-        await query.update(
+        await self._update_job(
+            connection=connection,
             products_added=job.products_added,
             products_updated=job.products_updated,
             products_removed=job.products_removed,
             lots_processed=job.lots_processed,
             lots_total=job.lots_total,
-            heartbeat_at=datetime.now(UTC),
         )
         await asyncio.sleep(0)
 
@@ -577,9 +613,7 @@ class SyncRun:
 
     async def _save_store(self, store_id: str, outcome: _StoreOutcome) -> None:
         self.job.stores[store_id] = _store_json(outcome)
-        await SyncJob.filter(id=self.job.id).update(
-            stores=self.job.stores, heartbeat_at=datetime.now(UTC)
-        )
+        await self._update_job(stores=self.job.stores)
 
 
 def _store_json(outcome: _StoreOutcome) -> dict[str, Any]:

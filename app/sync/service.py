@@ -7,6 +7,8 @@ running job, on every database and across processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
 
 from app import jobs
 from app.accounts.models import Environment
@@ -29,8 +32,13 @@ from app.tenancy import get_owned, owned
 
 logger = logging.getLogger("syncauction.sync")
 
-# A running job whose heartbeat is older than this is taken to have died with its process.
+# A running job whose heartbeat is older than this is taken to have died with its process;
+# a running job beats every HEARTBEAT_EVERY even while one call makes no progress.
 STALE_AFTER = timedelta(minutes=2)
+HEARTBEAT_EVERY = timedelta(seconds=15)
+# A job that dies this many times (out of memory, killed by a timeout...) is abandoned, so the
+# account's next sync may start.
+MAX_ATTEMPTS = 5
 RUN_JOB = "run_sync"
 
 
@@ -88,12 +96,19 @@ async def trigger_sync(
     actor.require("sync:write")
     store_ids = list(dict.fromkeys(data.store_ids))
     for index, store_id in enumerate(store_ids):
-        if (
-            not is_valid_id(store_id, "store")
-            or not await owned(Store, actor).filter(id=store_id).exists()
-        ):
+        store = None
+        if is_valid_id(store_id, "store"):
+            store = await owned(Store, actor).filter(id=store_id).first()
+        if store is None:
             raise InvalidInput(
                 f"No such store: {store_id}", code="resource_missing", param=f"store_ids.{index}"
+            )
+        if not store.sync_enabled:
+            raise InvalidInput(
+                f"Sync is turned off for store {store_id}; turn it on with PUT /v1/stores/:id "
+                '({"sync_enabled": true}) first.',
+                code="store_sync_disabled",
+                param=f"store_ids.{index}",
             )
     return await start_job(
         actor.account_id,
@@ -284,30 +299,42 @@ def job_summary(job: SyncJob) -> dict[str, Any]:
 
 async def claim(job_id: str) -> SyncJob | None:
     """Take the job for this process: a queued job, or a running one whose heartbeat stopped
-    (its process died). None if it is finished or another process is running it."""
+    (its process died). None if it is finished or another process is running it. Each claim
+    takes the next attempt number, and every later write of the job is conditional on it, so
+    an execution presumed dead that wakes up cannot write over its successor."""
     now = datetime.now(UTC)
     claimed = await SyncJob.filter(id=job_id, status=SyncStatus.QUEUED).update(
-        status=SyncStatus.RUNNING, heartbeat_at=now, started_at=now, phase="starting"
+        status=SyncStatus.RUNNING,
+        heartbeat_at=now,
+        started_at=now,
+        phase="starting",
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         claimed = await SyncJob.filter(
             id=job_id, status=SyncStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER
-        ).update(heartbeat_at=now)
+        ).update(heartbeat_at=now, attempts=F("attempts") + 1)
     if not claimed:
         return None
-    job = await SyncJob.get(id=job_id)
-    job.attempts += 1
-    await SyncJob.filter(id=job_id).update(attempts=job.attempts)
-    return job
+    return await SyncJob.get(id=job_id)
 
 
 async def run_job(job_id: str) -> SyncJob | None:
     """Run (or resume) a sync job to its end; the job function of `run_sync`."""
-    from app.sync.engine import SyncRun
+    from app.sync.engine import LostClaim, SyncRun
 
     job = await claim(job_id)
     if job is None:
         return None
+    if job.attempts > MAX_ATTEMPTS:
+        await _finish(
+            job,
+            failure=DomainError(
+                f"The sync stopped {job.attempts - 1} times without finishing; it was abandoned.",
+                code="sync_abandoned",
+            ),
+        )
+        return await SyncJob.get(id=job_id)
     if job.attempts == 1:
         async with atomic() as tx:
             await emit(
@@ -319,19 +346,43 @@ async def run_job(job_id: str) -> SyncJob | None:
             )
     else:
         logger.info("resuming sync %s (attempt %d)", job.id, job.attempts)
+    beat = asyncio.create_task(_heartbeat(job), name=f"heartbeat:{job.id}")
     try:
         await SyncRun(job).run()
+    except LostClaim:
+        logger.warning("sync %s was taken over by another execution; this one stops", job_id)
+        return await SyncJob.get(id=job_id)
     except Exception as exc:
-        await _finish(job_id, failure=exc)
+        await _finish(job, failure=exc)
         if not isinstance(exc, DomainError):
             logger.exception("sync %s failed", job_id)
     else:
-        await _finish(job_id)
+        await _finish(job)
+    finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
     return await SyncJob.get(id=job_id)
 
 
-async def _finish(job_id: str, *, failure: Exception | None = None) -> None:
-    job = await SyncJob.get(id=job_id)
+async def _heartbeat(job: SyncJob) -> None:
+    """Keep the job visibly alive while a long call (a slow store, a feed honouring a long
+    `Retry-After`) makes no progress to record."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY.total_seconds())
+        try:
+            await SyncJob.filter(
+                id=job.id, attempts=job.attempts, status=SyncStatus.RUNNING
+            ).update(heartbeat_at=datetime.now(UTC))
+        except Exception:  # a database blip: the next beat tries again
+            logger.warning("heartbeat of sync %s failed", job.id, exc_info=True)
+
+
+async def _finish(owned_job: SyncJob, *, failure: Exception | None = None) -> None:
+    """Close the job (only if this execution still owns it) and emit sync.completed|failed."""
+    job = await SyncJob.get(id=owned_job.id)
+    if job.attempts != owned_job.attempts or job.status is not SyncStatus.RUNNING:
+        return
     now = datetime.now(UTC)
     store_errors = sum(int(s.get("errors", 0)) for s in (job.stores or {}).values())
     job.errors = store_errors
@@ -368,10 +419,24 @@ async def _finish(job_id: str, *, failure: Exception | None = None) -> None:
     if failure is not None:
         data["error"] = {"code": job.error_code, "message": job.error_message}
     async with atomic() as tx:
-        await job.save(using_db=tx.connection)
-        await emit(
-            tx, account_id=job.account_id, environment=job.environment, type=event, data=data
+        closed = (
+            await SyncJob.filter(id=job.id, attempts=job.attempts, status=SyncStatus.RUNNING)
+            .using_db(tx.connection)
+            .update(
+                status=job.status,
+                slot=None,
+                phase="done",
+                finished_at=now,
+                errors=job.errors,
+                stores_updated=job.stores_updated,
+                error_code=job.error_code,
+                error_message=job.error_message,
+            )
         )
+        if closed:
+            await emit(
+                tx, account_id=job.account_id, environment=job.environment, type=event, data=data
+            )
 
 
 # -- schedule and recovery ------------------------------------------------------------------
@@ -390,6 +455,8 @@ async def schedule_due(now: datetime | None = None) -> int:
         due_at, type_name = next_run(state, now)
         if due_at is None or due_at > now or type_name is None:
             continue
+        if await _backing_off(account_id, environment, now):
+            continue
         try:
             await start_job(
                 account_id, environment, SyncType(type_name), trigger=SyncTrigger.SCHEDULE
@@ -398,6 +465,27 @@ async def schedule_due(now: datetime | None = None) -> int:
             continue
         started += 1
     return started
+
+
+async def _backing_off(account_id: str, environment: Environment, now: datetime) -> bool:
+    """After failed syncs the schedule waits 5 minutes, doubling per consecutive failure up to
+    6 hours, instead of starting (and failing) one every minute while a system is down."""
+    recent = (
+        await SyncJob.filter(account_id=account_id, environment=environment)
+        .exclude(status__in=[SyncStatus.QUEUED, SyncStatus.RUNNING])
+        .order_by("-id")
+        .limit(8)
+        .values_list("status", "finished_at")
+    )
+    failures = 0
+    for status, _ in recent:
+        if status != SyncStatus.FAILED:
+            break
+        failures += 1
+    if not failures or recent[0][1] is None:
+        return False
+    wait = min(timedelta(minutes=5) * 2 ** (failures - 1), timedelta(hours=6))
+    return bool(recent[0][1] + wait > now)
 
 
 async def resume_stalled() -> int:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from app.connectors.base import ListingResult, ListingWrite, WriteAction
 from app.connectors.shopify.client import ShopifyClient, product_input
+from app.errors import UpstreamError
 
 
 def _description_html(text: str) -> str:
@@ -33,7 +34,18 @@ class ShopifyListings:
     async def _one(self, write: ListingWrite) -> ListingResult:
         if write.action is WriteAction.DELETE:
             if write.external_id:
-                await self.client.delete_product(write.external_id)
+                try:
+                    await self.client.delete_product(write.external_id)
+                except UpstreamError as exc:
+                    if exc.code != "store_rejected":
+                        raise  # the store as a whole failed (credentials, outage)
+                    return ListingResult(
+                        write.product_id,
+                        ok=False,
+                        external_id=write.external_id,
+                        error_code=exc.code,
+                        error_message=exc.message,
+                    )
             return ListingResult(write.product_id, ok=True)
         if write.action is WriteAction.OUT_OF_STOCK and not write.external_id:
             return ListingResult(write.product_id, ok=True)
