@@ -91,6 +91,16 @@ def rules_fingerprint(rules: Sequence[Rule], default: Rule | None = None) -> str
     return hashlib.sha256(text).hexdigest()
 
 
+_LISTING_FIELDS = (
+    "external_id",
+    "status",
+    "pushed_hash",
+    "error_code",
+    "error_message",
+    "pushed_at",
+)
+
+
 class LostClaim(Exception):
     """Another execution took the job over (this one was presumed dead): stop writing."""
 
@@ -379,18 +389,13 @@ class SyncRun:
                         sku=product.sku,
                     )
                     product.updated_at = now
-                    await (
-                        Product.filter(id=product.id)
-                        .using_db(tx.connection)
-                        .update(
-                            price=price,
-                            margin=product.margin,
-                            listing_hash=product.listing_hash,
-                            updated_at=now,
-                        )
-                    )
                     data = {**product_event_data(product), "changed": ["margin", "price"]}
                     events.append(self._event(EventType.PRODUCT_UPDATED, data, now))
+                await Product.bulk_update(
+                    [product for product, _ in changed],
+                    fields=["price", "margin", "listing_hash", "updated_at"],
+                    using_db=tx.connection,
+                )
                 counters.updated += len(changed)
                 await write_events(tx.connection, events)
                 tx.events.extend(events)
@@ -509,13 +514,17 @@ class SyncRun:
                     store_id=store.id, product_id__in=[w.product_id for w in batch]
                 ).using_db(tx.connection)
             }
+            created: list[Listing] = []
             for write, result in zip(batch, results, strict=True):
-                listing = existing.get(write.product_id) or Listing(
-                    account_id=self.account_id,
-                    environment=self.environment,
-                    store_id=store.id,
-                    product_id=write.product_id,
-                )
+                listing = existing.get(write.product_id)
+                if listing is None:
+                    listing = Listing(
+                        account_id=self.account_id,
+                        environment=self.environment,
+                        store_id=store.id,
+                        product_id=write.product_id,
+                    )
+                    created.append(listing)
                 if result.ok:
                     outcome.pushed += 1
                     listing.error_code = listing.error_message = None
@@ -540,7 +549,13 @@ class SyncRun:
                         outcome.error_messages.append(
                             f"{write.sku}: {result.error_code}: {result.error_message}"
                         )
-                await listing.save(using_db=tx.connection)
+            # Two statements per batch, not one per listing.
+            if created:
+                await Listing.bulk_create(created, using_db=tx.connection)
+            if existing:
+                await Listing.bulk_update(
+                    list(existing.values()), fields=_LISTING_FIELDS, using_db=tx.connection
+                )
             self.job.stores[store.id] = _store_json(outcome)
             # Fenced: if another execution took the job over, this batch's records roll back.
             await self._update_job(connection=tx.connection, stores=self.job.stores)
