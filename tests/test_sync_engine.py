@@ -457,3 +457,26 @@ async def test_live_data_needs_a_configured_auction_house_in_production(
     assert job.status is SyncStatus.FAILED
     assert job.error_code == "auction_house_unconfigured"
     assert not await Product.filter(account_id=tenant.account_id).exists()
+
+
+async def test_narrowing_a_stores_filters_takes_down_what_no_longer_passes(tenant: Tenant) -> None:
+    from app.stores import service as stores
+
+    store = await simulated_store(tenant)
+    await run(tenant, "full")
+    await stores.update_store(
+        tenant.principal(),
+        store.id,
+        changes=stores.StoreChanges(settings={"filters": {"metals": ["gold"], "min_cost": 500}}),
+    )
+
+    job = await run(tenant, "delta")
+
+    products = await Product.filter(account_id=tenant.account_id)
+    kept = {p.sku for p in products if p.metal == "Gold" and p.cost >= 500}
+    assert kept and len(kept) < len(products)
+    listed = woo_products(store)
+    in_stock = {sku for sku, p in listed.items() if p["stock_status"] == "instock"}
+    assert in_stock == kept
+    assert job.stores[store.id]["pushed"] == len(products) - len(kept)
+    assert (await run(tenant, "delta")).stores[store.id]["pushed"] == 0

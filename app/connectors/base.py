@@ -35,6 +35,7 @@ class ListingWrite:
     # The product's listing hash when this write was built: what the store holds once it is
     # applied (a product edited during a push is sent again next time).
     listing_hash: str = ""
+    listing_id: int | None = None  # the engine's record of this listing, if any
 
 
 @dataclass(frozen=True, slots=True)

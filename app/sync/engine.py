@@ -52,6 +52,8 @@ from app.sync.upsert import ProductRow, write_events, write_products
 logger = logging.getLogger("syncauction.sync")
 
 HEARTBEAT_SECONDS = 10.0
+# A table that grew by this many rows in one sync gets fresh planner statistics.
+ANALYZE_AFTER = 2000
 
 
 def describe(lot: Lot) -> str:
@@ -132,6 +134,7 @@ class SyncRun:
         self.batch_size = runtime.current().settings.sync_batch_size
         self._last_beat = 0.0
         self.default_rule: Rule | None = None
+        self._sold: set[str] = set()  # lots whose product is sold (a lot may come back)
         # This execution's counts; a resumed job adds them to what earlier executions saved.
         self.counters = _Counters()
         self._base = _Counters(
@@ -170,12 +173,15 @@ class SyncRun:
     # -- feed -> products -------------------------------------------------------------------
 
     async def _ingest(self, rules: list[Rule], state: SyncState, *, conditional: bool) -> list[Any]:
-        known_rows = await (
-            self._tenant(Product)
-            .exclude(status=ProductStatus.SOLD)
-            .values_list("ha_lot", "content_hash")
-        )
-        known = dict(known_rows)
+        known: dict[str, str] = {}
+        self._sold = set()
+        for ha_lot, digest, status in await self._tenant(Product).values_list(
+            "ha_lot", "content_hash", "status"
+        ):
+            if status == ProductStatus.SOLD:
+                self._sold.add(ha_lot)
+            else:
+                known[ha_lot] = digest
         ordered_lots = sorted(known, key=_lot_key)
         diff = LotDiff(known)
         feed = connect.auction_house(self.environment)
@@ -220,6 +226,8 @@ class SyncRun:
         finally:
             await feed.aclose()
         await self._write_batch(pending, rules, counters)
+        if counters.added >= ANALYZE_AFTER:
+            await _analyze("products")
         if len(generations) > 1:
             # The catalog changed while it was read: offsets shifted, so a lot still offered
             # may have been skipped. Removing is deferred to a run that reads one generation
@@ -240,10 +248,18 @@ class SyncRun:
             return
         now = datetime.now(UTC)
         by_lot = {change.lot.ha_lot: change for change in changes}
-        existing = {
-            product.ha_lot: product
-            for product in await self._tenant(Product).filter(ha_lot__in=list(by_lot))
-        }
+        # Only lots the diff knows are stored (changed, or sold and back) need their row: a
+        # first sync of a large catalog looks nothing up.
+        lookup = [
+            ha_lot
+            for ha_lot, change in by_lot.items()
+            if change.kind is ChangeKind.UPDATED or ha_lot in self._sold
+        ]
+        existing = (
+            {p.ha_lot: p for p in await self._tenant(Product).filter(ha_lot__in=lookup)}
+            if lookup
+            else {}
+        )
         rows: list[ProductRow] = []
         events: list[Event] = []
         for ha_lot, change in by_lot.items():
@@ -412,16 +428,22 @@ class SyncRun:
     async def _push_store(self, store: Store, *, force: bool) -> None:
         outcome = _StoreOutcome(**self._store_record(store.id, reset=False))
         connector: StoreConnector | None = None
+        created = 0
         try:
             connector, empty = connect.store_connector(store)
             if empty:
                 await Listing.filter(store_id=store.id).delete()
-            writes = await self._pending_writes(store, force=force)
+            plan = await self._plan(store, force=force)
             size = max(1, connector.batch_size)
-            for start in range(0, len(writes), size):
-                batch = writes[start : start + size]
-                results = await connector.apply(batch)
-                await self._record(store, batch, results, outcome)
+            # Product rows are loaded a few batches at a time: a full push of a large catalog
+            # never holds every product in memory.
+            step = size * 10
+            for start in range(0, len(plan), step):
+                writes = await self._writes(plan[start : start + step])
+                for offset in range(0, len(writes), size):
+                    batch = writes[offset : offset + size]
+                    results = await connector.apply(batch)
+                    created += await self._record(store, batch, results, outcome)
         except UpstreamError as exc:
             outcome.error = f"{exc.code}: {exc.message}" if exc.code else exc.message
             outcome.errors += 1
@@ -436,67 +458,69 @@ class SyncRun:
         finally:
             if connector is not None:
                 await connector.aclose()
+        if created >= ANALYZE_AFTER:
+            await _analyze("listings")
         await self._save_store(store.id, outcome)
 
-    async def _pending_writes(self, store: Store, *, force: bool) -> list[ListingWrite]:
-        """What the store must be sent: a listing per product that should be listed and is
-        not (or shows an older version; every one on `force`), and a take-down per listing
-        whose product sold or no longer passes the store's filters."""
+    async def _plan(self, store: Store, *, force: bool) -> list[_Planned]:
+        """What the store must be sent, decided in one query: a listing per product it should
+        show that it does not (or shows an older version of; every one on `force`), and a
+        take-down per listing whose product sold, was withdrawn, or no longer passes the
+        store's filters. A no-op delta reads no product row."""
         settings = store.settings or {}
-        filters = settings.get("filters") or {}
         take_down = (
             WriteAction.DELETE
             if settings.get("sold_lots") == "delete"
             else WriteAction.OUT_OF_STOCK
         )
-        listings = {
-            product_id: (status, pushed_hash, external_id, pushed_at)
-            for product_id, status, pushed_hash, external_id, pushed_at in await Listing.filter(
-                store_id=store.id
-            ).values_list("product_id", "status", "pushed_hash", "external_id", "pushed_at")
-        }
+        connection = Listing._meta.db
+        query = _CandidateQuery(connection.capabilities.dialect, settings.get("filters") or {})
+        sql = query.render(store.id, self.account_id, self.environment.value, force=force)
+        rows = await connection.execute_query_dict(sql, query.params)
         # A resumed `full` job does not re-send what an earlier execution of it pushed.
         since = self.job.started_at
-        products = await self._tenant(Product).values_list(
-            "id", "status", "listing_hash", "metal", "service", "cost"
-        )
-        upsert: list[str] = []
-        down: list[str] = []
-        for product_id, status, wanted, metal, service, cost in products:
-            listing = listings.get(product_id)
-            show = status == ProductStatus.ACTIVE and _passes(filters, metal, service, cost)
-            if show:
-                current = (
-                    listing is not None
-                    and listing[0] == ListingStatus.LISTED
-                    and listing[1] == wanted
+        plan: list[_Planned] = []
+        for row in rows:
+            if row["show"]:
+                if force and row["l_status"] == ListingStatus.LISTED.value:
+                    pushed_at = _timestamp(row["pushed_at"])
+                    if (
+                        row["pushed_hash"] == row["listing_hash"]
+                        and since is not None
+                        and pushed_at is not None
+                        and pushed_at >= since
+                    ):
+                        continue
+                action = WriteAction.UPSERT
+            else:
+                action = take_down
+            plan.append(_Planned(row["id"], action, row["external_id"], row["listing_id"]))
+        return plan
+
+    async def _writes(self, planned: list[_Planned]) -> list[ListingWrite]:
+        products = {
+            product.id: product
+            for product in await Product.filter(id__in=[p.product_id for p in planned])
+        }
+        writes = []
+        for item in planned:
+            product = products.get(item.product_id)
+            if product is None:  # deleted with its account meanwhile
+                continue
+            writes.append(
+                ListingWrite(
+                    product_id=product.id,
+                    sku=product.sku,
+                    action=item.action,
+                    external_id=item.external_id,
+                    title=product.title,
+                    description=product.description,
+                    price=Decimal(product.price),
+                    images=tuple(product.images or ()),
+                    listing_hash=product.listing_hash,
+                    listing_id=item.listing_id,
                 )
-                pushed_by_this_job = (
-                    current and since is not None and listing[3] is not None and listing[3] >= since
-                )
-                if not current or (force and not pushed_by_this_job):
-                    upsert.append(product_id)
-            elif listing is not None and listing[0] in (ListingStatus.LISTED, ListingStatus.ERROR):
-                down.append(product_id)
-        writes: list[ListingWrite] = []
-        for chunk_ids, action in ((upsert, WriteAction.UPSERT), (down, take_down)):
-            for start in range(0, len(chunk_ids), 1000):
-                chunk = chunk_ids[start : start + 1000]
-                for product in await Product.filter(id__in=chunk).order_by("id"):
-                    listing = listings.get(product.id)
-                    writes.append(
-                        ListingWrite(
-                            product_id=product.id,
-                            sku=product.sku,
-                            action=action,
-                            external_id=listing[2] if listing is not None else None,
-                            title=product.title,
-                            description=product.description,
-                            price=Decimal(product.price),
-                            images=tuple(product.images or ()),
-                            listing_hash=product.listing_hash,
-                        )
-                    )
+            )
         return writes
 
     async def _record(
@@ -505,14 +529,16 @@ class SyncRun:
         batch: list[ListingWrite],
         results: list[ListingResult],
         outcome: _StoreOutcome,
-    ) -> None:
+    ) -> int:
+        """Record what the store now holds; returns how many listings were created."""
         now = datetime.now(UTC)
+        known = [w.listing_id for w in batch if w.listing_id is not None]
         async with atomic() as tx:
             existing = {
                 listing.product_id: listing
-                for listing in await Listing.filter(
-                    store_id=store.id, product_id__in=[w.product_id for w in batch]
-                ).using_db(tx.connection)
+                for listing in (
+                    await Listing.filter(id__in=known).using_db(tx.connection) if known else []
+                )
             }
             created: list[Listing] = []
             for write, result in zip(batch, results, strict=True):
@@ -559,6 +585,7 @@ class SyncRun:
             self.job.stores[store.id] = _store_json(outcome)
             # Fenced: if another execution took the job over, this batch's records roll back.
             await self._update_job(connection=tx.connection, stores=self.job.stores)
+        return len(created)
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -631,6 +658,81 @@ class SyncRun:
         await self._update_job(stores=self.job.stores)
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    product_id: str
+    action: WriteAction
+    external_id: str | None
+    listing_id: int | None
+
+
+class _CandidateQuery:
+    """The products a store must be sent, as SQL both databases run: products left-joined to
+    the store's listings, where what the store should show differs from what it holds."""
+
+    def __init__(self, dialect: str, filters: dict[str, Any]) -> None:
+        self.postgres = dialect == "postgres"
+        self.filters = filters
+        self.params: list[Any] = []
+
+    def _param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}" if self.postgres else "?"
+
+    def _show(self) -> str:
+        """SQL true when the store should list the product (active, passing the filters)."""
+        parts = ["p.status = 'active'"]
+        for column, key in (("metal", "metals"), ("service", "services")):
+            values = [str(v).casefold() for v in self.filters.get(key) or ()]
+            if values:
+                listed = ", ".join(self._param(v) for v in values)
+                parts.append(f"LOWER(COALESCE(p.{column}, '')) IN ({listed})")
+        cost = "p.cost" if self.postgres else "CAST(p.cost AS REAL)"
+        for key, operator in (("min_cost", ">="), ("max_cost", "<=")):
+            bound = self.filters.get(key)
+            if bound is not None:
+                value = Decimal(str(bound)) if self.postgres else float(bound)
+                parts.append(f"{cost} {operator} {self._param(value)}")
+        return "(" + " AND ".join(parts) + ")"
+
+    def render(self, store_id: str, account_id: str, environment: str, *, force: bool) -> str:
+        self.params = []
+        show_column = self._show()
+        store = self._param(store_id)
+        account, env = self._param(account_id), self._param(environment)
+        differs = (
+            "TRUE"
+            if force
+            else "(l.id IS NULL OR l.status <> 'listed' OR l.pushed_hash <> p.listing_hash)"
+        )
+        show_where, show_not = self._show(), self._show()
+        return (
+            f"SELECT p.id, p.listing_hash, CASE WHEN {show_column} THEN 1 ELSE 0 END AS show, "
+            "l.id AS listing_id, l.status AS l_status, l.pushed_hash, l.external_id, "
+            "l.pushed_at "
+            f"FROM products p LEFT JOIN listings l ON l.product_id = p.id AND l.store_id = {store} "
+            f"WHERE p.account_id = {account} AND p.environment = {env} AND ("
+            f"({show_where} AND {differs}) "
+            f"OR (NOT {show_not} AND l.status IN ('listed', 'error'))"
+            ") ORDER BY p.id"
+        )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _analyze(table: str) -> None:
+    """Refresh PostgreSQL's statistics after a table grew a lot (a first sync): without them
+    the planner may scan a tenant's rows for every batch lookup."""
+    connection = Listing._meta.db
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_script(f"ANALYZE {table}")
+
+
 def _store_json(outcome: _StoreOutcome) -> dict[str, Any]:
     return {
         "pushed": outcome.pushed,
@@ -642,20 +744,6 @@ def _store_json(outcome: _StoreOutcome) -> dict[str, Any]:
 
 def _lot_key(ha_lot: str) -> tuple[int, str]:
     return (len(ha_lot), ha_lot) if ha_lot.isdigit() else (1 << 30, ha_lot)
-
-
-def _passes(filters: dict[str, Any], metal: Any, service: Any, cost: Any) -> bool:
-    metals = {m.casefold() for m in filters.get("metals") or ()}
-    if metals and (metal or "").casefold() not in metals:
-        return False
-    services = {s.casefold() for s in filters.get("services") or ()}
-    if services and (service or "").casefold() not in services:
-        return False
-    amount = Decimal(cost)
-    low, high = filters.get("min_cost"), filters.get("max_cost")
-    if low is not None and amount < Decimal(str(low)):
-        return False
-    return not (high is not None and amount > Decimal(str(high)))
 
 
 def _event_data(row: ProductRow) -> dict[str, Any]:
