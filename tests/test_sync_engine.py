@@ -16,7 +16,7 @@ from app.products.models import Product, ProductStatus
 from app.stores.models import Store
 from app.sync import service as sync
 from app.sync.connect import simulators
-from app.sync.models import Listing, ListingStatus, SyncJob, SyncStatus
+from app.sync.models import Listing, ListingStatus, SyncJob, SyncState, SyncStatus
 from tests.conftest import Tenant, make_pricing_rule, make_store
 
 SIZE = 60  # the test settings' simulator_catalog_size
@@ -137,6 +137,10 @@ async def test_delta_applies_what_the_auction_house_changed(tenant: Tenant) -> N
     assert job.products_added == len(added)
     assert job.products_removed == len(removed)
     assert job.products_updated == len(repriced)
+    # The delta read the feed's change list, not the catalog.
+    assert job.lots_processed == job.lots_total < SIZE
+    state = await SyncState.get(account_id=tenant.account_id)
+    assert state.feed_generation == 10
     sold = await Product.filter(ha_lot__in=list(removed)).values_list("status", flat=True)
     assert set(sold) <= {ProductStatus.SOLD}
     listed = woo_products(store)
@@ -359,6 +363,8 @@ async def test_a_feed_that_changes_while_read_defers_removals(
 
     await simulated_store(tenant)
     await run(tenant, "full")
+    # Read the whole feed (as when the feed lists no changes), ten lots a page.
+    await SyncState.filter(account_id=tenant.account_id).update(feed_generation=None)
     monkeypatch.setattr(connect, "FEED_PAGE_SIZE", 10)
     fetch = AuctionHouseClient.fetch_page
     advanced: list[int] = []
@@ -381,6 +387,7 @@ async def test_a_feed_that_changes_while_read_defers_removals(
     sold = await Product.filter(account_id=tenant.account_id, status=ProductStatus.SOLD)
     assert not {p.ha_lot for p in sold} & offered
     monkeypatch.setattr(AuctionHouseClient, "fetch_page", fetch)
+    assert (await SyncState.get(account_id=tenant.account_id)).feed_generation is None
     again = await run(tenant, "delta")
     assert again.products_removed > 0
     active = await Product.filter(
@@ -480,3 +487,19 @@ async def test_narrowing_a_stores_filters_takes_down_what_no_longer_passes(tenan
     assert in_stock == kept
     assert job.stores[store.id]["pushed"] == len(products) - len(kept)
     assert (await run(tenant, "delta")).stores[store.id]["pushed"] == 0
+
+
+async def test_a_feed_that_cannot_list_changes_is_read_whole(tenant: Tenant) -> None:
+    store = await simulated_store(tenant)
+    await run(tenant, "full")
+    # As after the simulator restarted: the stored generation is ahead of the catalog.
+    await SyncState.filter(account_id=tenant.account_id).update(feed_generation=99)
+    after = {lot.ha_lot for lot in advance_catalog(10) if lot.available}
+
+    job = await run(tenant, "delta")
+
+    assert job.status is SyncStatus.COMPLETED
+    assert job.lots_total >= len(after)  # the whole catalog
+    assert (await SyncState.get(account_id=tenant.account_id)).feed_generation == 10
+    in_stock = {s for s, p in woo_products(store).items() if p["stock_status"] == "instock"}
+    assert in_stock == {f"HA-{n}" for n in after}

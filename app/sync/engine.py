@@ -45,7 +45,7 @@ from app.products.models import Product, ProductStatus
 from app.products.service import product_event_data
 from app.stores.models import Store
 from app.sync import connect
-from app.sync.diff import ChangeKind, LotChange, LotDiff, listing_hash
+from app.sync.diff import ChangeKind, LotChange, LotDiff, listing_hash, lot_hash
 from app.sync.models import Listing, ListingStatus, SyncJob, SyncState, SyncType
 from app.sync.upsert import ProductRow, write_events, write_products
 
@@ -135,6 +135,7 @@ class SyncRun:
         self._last_beat = 0.0
         self.default_rule: Rule | None = None
         self._sold: set[str] = set()  # lots whose product is sold (a lot may come back)
+        self._feed_generation: int | None = None
         # This execution's counts; a resumed job adds them to what earlier executions saved.
         self.counters = _Counters()
         self._base = _Counters(
@@ -151,24 +152,42 @@ class SyncRun:
         fingerprint = rules_fingerprint(rules, default)
         state = await self._state()
         full = self.job.type is SyncType.FULL
+        if self.job.phase != "pushing":  # else a resumed job whose products are written
+            await self._update_products(rules, fingerprint, state, full=full)
+        for store in await self._stores():
+            await self._push_store(store, force=full)
 
+    async def _update_products(
+        self, rules: list[Rule], fingerprint: str, state: SyncState, *, full: bool
+    ) -> None:
         await self._phase("fetching")
-        pages = await self._ingest(rules, state, conditional=not full)
+        self._feed_generation = state.feed_generation
+        pages: list[Any] | None = None
+        if not full and state.feed_generation is not None:
+            try:
+                await self._ingest_changes(rules, state.feed_generation)
+                pages = list(state.pages)
+            except UpstreamError as exc:
+                if exc.code != "feed_changes_unavailable":
+                    raise
+                logger.info("sync %s: %s; reading the whole feed", self.job.id, exc.message)
+        if pages is None:
+            pages = await self._ingest(rules, state, conditional=not full)
         if full or state.rules_fingerprint != fingerprint:
             await self._phase("repricing")
             await self._reprice(rules)
         now = datetime.now(UTC)
         state.pages = pages
+        state.feed_generation = self._feed_generation
         state.rules_fingerprint = fingerprint
         if full:
             state.last_full_at = now
         else:
             state.last_delta_at = now
-        await state.save()
-
-        await self._phase("pushing")
-        for store in await self._stores():
-            await self._push_store(store, force=full)
+        self.job.phase = "pushing"
+        async with atomic() as tx:
+            await state.save(using_db=tx.connection)
+            await self._update_job(connection=tx.connection, phase="pushing")
 
     # -- feed -> products -------------------------------------------------------------------
 
@@ -228,6 +247,10 @@ class SyncRun:
         await self._write_batch(pending, rules, counters)
         if counters.added >= ANALYZE_AFTER:
             await _analyze("products")
+        if len(generations) == 1:
+            self._feed_generation = next(iter(generations))
+        elif generations:
+            self._feed_generation = None
         if len(generations) > 1:
             # The catalog changed while it was read: offsets shifted, so a lot still offered
             # may have been skipped. Removing is deferred to a run that reads one generation
@@ -239,6 +262,52 @@ class SyncRun:
             return []
         await self._remove(diff.removed(), counters)
         return [entry for entry in pages if entry[1]]
+
+    async def _ingest_changes(self, rules: list[Rule], since: int) -> None:
+        """A delta through the feed's change list: only the lots that arrived, changed or left
+        since generation `since` are read, looked up and written."""
+        counters = self.counters
+        feed = connect.auction_house(self.environment)
+        generations: set[int] = set()
+        offered: list[Any] = []
+        gone: list[str] = []
+        try:
+            async for page in feed.pages(changed_since=since):
+                if page.generation is not None:
+                    generations.add(page.generation)
+                self.job.lots_total = page.total
+                for lot in page.lots:
+                    (offered if lot.available else gone).append(lot)
+                counters.lots += len(page.lots)
+                if len(offered) >= self.batch_size:
+                    await self._write_changed(offered, rules)
+                    offered = []
+                else:
+                    await self._beat(counters)
+        finally:
+            await feed.aclose()
+        await self._write_changed(offered, rules)
+        await self._remove(sorted(lot.ha_lot for lot in gone), counters)
+        # Read at one generation: the next delta starts there. Otherwise (the catalog moved
+        # while read) it asks again from `since`; applying a change twice changes nothing.
+        self._feed_generation = next(iter(generations)) if len(generations) == 1 else since
+
+    async def _write_changed(self, lots: list[Any], rules: list[Rule]) -> None:
+        stored = {
+            ha_lot: (digest, status)
+            for ha_lot, digest, status in await self._tenant(Product)
+            .filter(ha_lot__in=[lot.ha_lot for lot in lots])
+            .values_list("ha_lot", "content_hash", "status")
+        }
+        changes = []
+        for lot in lots:
+            digest = lot_hash(lot)
+            known = stored.get(lot.ha_lot)
+            if known is None:
+                changes.append(LotChange(ChangeKind.CREATED, lot, digest))
+            elif known[0] != digest or known[1] == ProductStatus.SOLD:
+                changes.append(LotChange(ChangeKind.UPDATED, lot, digest))
+        await self._write_batch(changes, rules, self.counters)
 
     async def _write_batch(
         self, changes: list[LotChange], rules: list[Rule], counters: _Counters

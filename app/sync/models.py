@@ -76,6 +76,9 @@ class SyncState(Model):
     )
     environment = fields.CharEnumField(Environment, max_length=10)
     pages = fields.JSONField(default=list)
+    # The catalog generation the products reflect: a delta asks the feed for the changes
+    # since it (null: read the whole feed).
+    feed_generation = fields.IntField(null=True)
     # Schedule: a delta every N minutes (0 = none) and a full sync daily at this UTC hour
     # (null = none).
     delta_interval_minutes = fields.IntField(default=15)

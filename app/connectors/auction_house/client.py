@@ -31,6 +31,7 @@ class Page:
     next_page: int | None = None
     total: int | None = None
     generation: int | None = None
+    changed_since: int | None = None  # set on pages of a `changed_since` read
 
 
 @dataclass
@@ -89,13 +90,48 @@ class AuctionHouseClient(OwnedClient):
         """Drop remembered ETags, so the next `pages()` reads everything again."""
         self._seen.clear()
 
-    async def pages(self, *, conditional: bool = True) -> AsyncIterator[Page]:
-        """Every page in order, following `next_page` (remembered from earlier reads on 304)."""
+    async def pages(
+        self, *, conditional: bool = True, changed_since: int | None = None
+    ) -> AsyncIterator[Page]:
+        """Every page in order, following `next_page` (remembered from earlier reads on 304).
+        With `changed_since` (a catalog generation), only the lots that arrived, changed or
+        left since it (left: `available` false); a feed that cannot answer raises
+        `UpstreamError(code="feed_changes_unavailable")`."""
         number: int | None = 1
         while number is not None:
-            page = await self.fetch_page(number, conditional=conditional)
+            if changed_since is None:
+                page = await self.fetch_page(number, conditional=conditional)
+            else:
+                page = await self._fetch_changes(number, changed_since)
             yield page
             number = page.next_page
+
+    async def _fetch_changes(self, number: int, since: int) -> Page:
+        params = {"page": number, "page_size": self.page_size, "changed_since": since}
+        response = await self._request(params, dict(self._headers))
+        if response.status_code in (400, 404, 410):
+            raise UpstreamError(
+                f"The auction house cannot list changes since generation {since} "
+                f"({response.status_code}).",
+                retryable=False,
+                code="feed_changes_unavailable",
+            )
+        if response.status_code != 200:
+            raise UpstreamError(
+                f"Auction house answered {response.status_code} for page {number}.",
+                retryable=False,
+                code="upstream_unexpected_status",
+            )
+        page = self._parse(number, response)
+        try:
+            page.changed_since = int(response.json()["changed_since"])
+        except (KeyError, TypeError, ValueError):
+            raise UpstreamError(
+                "The auction house ignored `changed_since`: it lists no changes.",
+                retryable=False,
+                code="feed_changes_unavailable",
+            ) from None
+        return page
 
     async def lots(self) -> AsyncIterator[Lot]:
         """Every lot in the catalog, streamed page by page."""

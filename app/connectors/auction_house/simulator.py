@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,11 +40,29 @@ class SimulatorState:
     generation: int = 0
     lots: list[Lot] = field(default_factory=list)
     featured: int = 0  # the first `featured` lots are fixed: they never sell or reprice
+    # The generation each offered lot last changed in (arrived, repriced, sold), and the lots
+    # gone from the catalog with the generation they went: what `changed_since` serves.
+    changed: dict[str, int] = field(default_factory=dict)
+    gone: dict[str, tuple[int, Lot]] = field(default_factory=dict)
 
     def advance(self) -> None:
         self.generation += 1
+        before = {lot.ha_lot: lot for lot in self.lots}
         fixed, evolving = self.lots[: self.featured], self.lots[self.featured :]
         self.lots = fixed + evolve(evolving, seed=self.seed, generation=self.generation)
+        for lot in self.lots:
+            if before.pop(lot.ha_lot, None) != lot:
+                self.changed[lot.ha_lot] = self.generation
+        for ha_lot, lot in before.items():  # sold last generation, now gone
+            self.changed.pop(ha_lot, None)
+            self.gone[ha_lot] = (self.generation, replace(lot, available=False))
+
+    def changes_since(self, generation: int) -> list[Lot]:
+        """Lots that arrived, changed or sold after `generation`, and the lots that left the
+        catalog since (as `available: false`), in lot-number order."""
+        lots = [lot for lot in self.lots if self.changed.get(lot.ha_lot, 0) > generation]
+        lots += [lot for gen, lot in self.gone.values() if gen > generation]
+        return sorted(lots, key=lambda lot: (len(lot.ha_lot), lot.ha_lot))
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -95,10 +113,24 @@ async def list_lots(request: Request) -> Response:
         return _error(400, "parameter_invalid", f"page >= 1 and 1 <= page_size <= {MAX_PAGE_SIZE}.")
 
     state: SimulatorState = request.app.state.catalog
+    lots = state.lots
+    since: int | None = None
+    if "changed_since" in request.query_params:
+        try:
+            since = _int_param(request, "changed_since", 0, 0, 10**9)
+        except ValueError:
+            return _error(400, "parameter_invalid", "changed_since must be a generation >= 0.")
+        if since > state.generation:
+            return _error(
+                400,
+                "generation_unknown",
+                f"changed_since={since} is ahead of the catalog (generation {state.generation}).",
+            )
+        lots = state.changes_since(since)
     start = (page - 1) * page_size
-    window = state.lots[start : start + page_size]
-    total = len(state.lots)
-    body = {
+    window = lots[start : start + page_size]
+    total = len(lots)
+    body: dict[str, object] = {
         "lots": [lot_to_json(lot) for lot in window],
         "page": page,
         "page_size": page_size,
@@ -106,6 +138,8 @@ async def list_lots(request: Request) -> Response:
         "next_page": page + 1 if start + page_size < total else None,
         "generation": state.generation,
     }
+    if since is not None:
+        body["changed_since"] = since
     content = json.dumps(body, separators=(",", ":")).encode()
     etag = f'"{hashlib.sha256(content).hexdigest()[:32]}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
