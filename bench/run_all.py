@@ -4,10 +4,15 @@
 
 Each benchmark prints its own figures and `GOAL <name>: ... PASS|MISS` lines. A missed goal is
 reported, not fatal: the exit status is non-zero only when a benchmark itself fails.
+`bench_sync.py` (B3/B4) exits with status 1 when it misses a goal and 2 when it breaks; status 1
+with MISS lines counts as missed goals here, not as a failure. It runs 100,000-lot syncs and takes
+several minutes; `BENCH_SYNC_ARGS="--lots 20000"` passes options to it.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +25,24 @@ def main() -> int:
     failed: list[str] = []
     for script in sorted(BENCH_DIR.glob("bench_*.py")):
         print(f"=== {script.name}", flush=True)
+        extra = []
+        if script.name == "bench_sync.py":
+            extra = shlex.split(os.environ.get("BENCH_SYNC_ARGS", ""))
         process = subprocess.Popen(
-            [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=BENCH_DIR.parent
+            [sys.executable, str(script), *extra],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=BENCH_DIR.parent,
         )
         assert process.stdout is not None
+        missed = False
         for line in process.stdout:
             print(line, end="", flush=True)
             if line.startswith("GOAL "):
                 goals.append(f"{script.name}: {line.removeprefix('GOAL ').strip()}")
-        if process.wait() != 0:
+                missed = missed or line.rstrip().endswith("MISS")
+        status = process.wait()
+        if status != 0 and not (script.name == "bench_sync.py" and status == 1 and missed):
             failed.append(f"{script.name} exited with status {process.returncode}")
         print()
     print("=== summary")

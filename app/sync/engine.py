@@ -136,6 +136,7 @@ class SyncRun:
         self.default_rule: Rule | None = None
         self._sold: set[str] = set()  # lots whose product is sold (a lot may come back)
         self._feed_generation: int | None = None
+        self._had_products = True  # whether products existed before this run wrote any
         # This execution's counts; a resumed job adds them to what earlier executions saved.
         self.counters = _Counters()
         self._base = _Counters(
@@ -173,7 +174,9 @@ class SyncRun:
                 logger.info("sync %s: %s; reading the whole feed", self.job.id, exc.message)
         if pages is None:
             pages = await self._ingest(rules, state, conditional=not full)
-        if full or state.rules_fingerprint != fingerprint:
+        # Ingest priced what it wrote with today's rules; the rest needs it only if the rules
+        # changed since the last sync (and never on a tenant's first sync).
+        if state.rules_fingerprint != fingerprint and self._had_products:
             await self._phase("repricing")
             await self._reprice(rules)
         now = datetime.now(UTC)
@@ -201,6 +204,7 @@ class SyncRun:
                 self._sold.add(ha_lot)
             else:
                 known[ha_lot] = digest
+        self._had_products = bool(known or self._sold)
         ordered_lots = sorted(known, key=_lot_key)
         diff = LotDiff(known)
         feed = connect.auction_house(self.environment)
