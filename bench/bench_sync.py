@@ -117,7 +117,7 @@ def build_rows(account_id: str, lots: list[Any], rules: list[Any]) -> list[Any]:
 
     from app.ids import new_id
     from app.pricing.core import LotFacts, price_lot
-    from app.sync.diff import listing_hash, lot_hash
+    from app.sync.diff import lot_hash
     from app.sync.engine import describe
     from app.sync.upsert import ProductRow
 
@@ -134,41 +134,16 @@ def build_rows(account_id: str, lots: list[Any], rules: list[Any]) -> list[Any]:
             ),
             rules,
         ).price
-        description = describe(lot)
-        sku = f"HA-{lot.ha_lot}"
         rows.append(
-            ProductRow(
+            ProductRow.for_lot(
+                lot,
                 id=new_id("prod"),
                 account_id=account_id,
                 environment="live",
-                ha_lot=lot.ha_lot,
-                sku=sku,
-                title=lot.title,
-                description=description,
                 price=price,
-                cost=lot.cost,
-                margin=price - lot.cost,
-                manual_price=None,
-                metal=lot.metal,
-                grade=lot.grade,
-                service=lot.service,
-                year=lot.year,
-                mint=lot.mint,
-                denomination=lot.denomination,
-                images=list(lot.images),
-                tags=[],
-                status="active",
+                description=describe(lot),
                 content_hash=lot_hash(lot),
-                listing_hash=listing_hash(
-                    title=lot.title,
-                    description=description,
-                    price=price,
-                    images=list(lot.images),
-                    sku=sku,
-                ),
-                created_at=now,
-                updated_at=now,
-                created=True,
+                now=now,
             )
         )
     return rows

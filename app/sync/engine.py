@@ -56,6 +56,16 @@ HEARTBEAT_SECONDS = 10.0
 ANALYZE_AFTER = 2000
 
 
+MINTS = {
+    "P": "Philadelphia",
+    "D": "Denver",
+    "S": "San Francisco",
+    "O": "New Orleans",
+    "CC": "Carson City",
+    "W": "West Point",
+}
+
+
 def describe(lot: Lot) -> str:
     """The description a new product starts with (the merchant may rewrite it)."""
     parts = [f"{lot.title}, graded {lot.grade} by {lot.service}."]
@@ -63,7 +73,9 @@ def describe(lot: Lot) -> str:
         part
         for part in (
             f"{lot.denomination} {lot.metal.lower()}" if lot.metal else lot.denomination,
-            f"struck at the {lot.mint} mint" if lot.mint else None,
+            f"struck at the {MINTS.get(lot.mint, lot.mint)} mint ({lot.mint})"
+            if lot.mint
+            else None,
         )
         if part
     )
@@ -350,44 +362,16 @@ class SyncRun:
                 default=self.default_rule,
             )
             manual = current.manual_price if current is not None else None
-            price = Decimal(manual) if manual is not None else decision.price
-            description = current.description if current is not None else describe(lot)
-            sku = f"HA-{ha_lot}"
-            status = ProductStatus.ACTIVE.value
-            if current is not None and current.status is not ProductStatus.SOLD:
-                status = current.status.value
-            row = ProductRow(
+            row = ProductRow.for_lot(
+                lot,
                 id=current.id if current is not None else new_id("prod"),
                 account_id=self.account_id,
                 environment=self.environment.value,
-                ha_lot=ha_lot,
-                sku=sku,
-                title=lot.title,
-                description=description,
-                price=price,
-                cost=lot.cost,
-                margin=price - lot.cost,
-                manual_price=manual,
-                metal=lot.metal,
-                grade=lot.grade,
-                service=lot.service,
-                year=lot.year,
-                mint=lot.mint,
-                denomination=lot.denomination,
-                images=list(lot.images),
-                tags=list(current.tags or []) if current is not None else [],
-                status=status,
+                price=Decimal(manual) if manual is not None else decision.price,
+                description=current.description if current is not None else describe(lot),
                 content_hash=change.content_hash,
-                listing_hash=listing_hash(
-                    title=lot.title,
-                    description=description,
-                    price=price,
-                    images=list(lot.images),
-                    sku=sku,
-                ),
-                created_at=current.created_at if current is not None else now,
-                updated_at=now,
-                created=current is None,
+                now=now,
+                current=current,
             )
             rows.append(row)
             revived = current is not None and current.status is ProductStatus.SOLD

@@ -16,6 +16,7 @@ import orjson
 
 from app.events.models import Event
 from app.products.models import Product
+from app.sync.diff import listing_hash
 
 # Columns the sync owns; `manual_price`, `tags`, `description` (after creation) and a
 # merchant-set status belong to the merchant and survive every sync.
@@ -103,6 +104,60 @@ class ProductRow:
     updated_at: datetime
     created: bool
     currency: str = "USD"
+
+    @classmethod
+    def for_lot(
+        cls,
+        lot: Any,
+        *,
+        id: str,
+        account_id: str,
+        environment: str,
+        price: Decimal,
+        description: str,
+        content_hash: str,
+        now: datetime,
+        current: Product | None = None,
+    ) -> ProductRow:
+        """The row a sync writes for `lot`: new, or `current` updated (its manual price, tags,
+        merchant status and creation time kept; a sold product comes back active)."""
+        sku = f"HA-{lot.ha_lot}"
+        status = "active"
+        if current is not None and current.status.value != "sold":
+            status = current.status.value
+        return cls(
+            id=id,
+            account_id=account_id,
+            environment=environment,
+            ha_lot=lot.ha_lot,
+            sku=sku,
+            title=lot.title,
+            description=description,
+            price=price,
+            cost=lot.cost,
+            margin=price - lot.cost,
+            manual_price=current.manual_price if current is not None else None,
+            metal=lot.metal,
+            grade=lot.grade,
+            service=lot.service,
+            year=lot.year,
+            mint=lot.mint,
+            denomination=lot.denomination,
+            images=list(lot.images),
+            tags=list(current.tags or []) if current is not None else [],
+            status=status,
+            content_hash=content_hash,
+            listing_hash=listing_hash(
+                title=lot.title,
+                description=description,
+                price=price,
+                images=list(lot.images),
+                sku=sku,
+            ),
+            created_at=current.created_at if current is not None else now,
+            updated_at=now,
+            created=current is None,
+        )
 
     def values(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in _COLUMNS}
