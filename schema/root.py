@@ -18,6 +18,7 @@ from strawberry.types import ExecutionContext
 
 from app.errors import DomainError
 from resolvers import accounts as account_resolvers
+from resolvers import events as event_resolvers
 from resolvers import pricing_rules as pricing_rule_resolvers
 from resolvers import products as product_resolvers
 from resolvers import stores as store_resolvers
@@ -108,6 +109,26 @@ class Mutation:
     )
 
 
+@strawberry.type(
+    description="Live updates over the websocket (`graphql-transport-ws` or `graphql-ws`); "
+    'authenticate with {"authorization": "Bearer <key>"} in connection_init.'
+)
+class Subscription:
+    events: types.Event = strawberry.subscription(
+        resolver=event_resolvers.events,
+        description="Every event of the account and environment as it happens, optionally "
+        "only some types; `data` equals the webhook payload's.",
+    )
+    sync_progress: types.SyncProgressUpdate = strawberry.subscription(
+        resolver=event_resolvers.sync_progress,
+        description="A sync's progress now and at each change, until it finishes.",
+    )
+    order_updates: types.Event = strawberry.subscription(
+        resolver=event_resolvers.order_updates,
+        description="Order events: order.received, order.forwarded, order.failed.",
+    )
+
+
 def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, DomainError):
@@ -168,6 +189,7 @@ def build_schema() -> SyncAuctionSchema:
     return SyncAuctionSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             lambda: ParserCache(maxsize=256),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -346,3 +346,43 @@ class PricingRulePreview:
     samples: list[PriceChange] = strawberry.field(
         description="Up to 10 changes, the largest first."
     )
+
+
+@strawberry.enum(description="A documented event type (`event` carries its dotted name).")
+class EventType(Enum):
+    SYNC_STARTED = strawberry.enum_value("sync.started", description="A sync job has started.")
+    SYNC_COMPLETED = strawberry.enum_value(
+        "sync.completed", description="A sync job has completed."
+    )
+    SYNC_FAILED = strawberry.enum_value("sync.failed", description="A sync job has failed.")
+    PRODUCT_CREATED = strawberry.enum_value(
+        "product.created", description="A new product was synced."
+    )
+    PRODUCT_UPDATED = strawberry.enum_value("product.updated", description="A product was updated.")
+    PRODUCT_DELETED = strawberry.enum_value("product.deleted", description="A product was removed.")
+    ORDER_RECEIVED = strawberry.enum_value(
+        "order.received", description="A new order was received."
+    )
+    ORDER_FORWARDED = strawberry.enum_value(
+        "order.forwarded", description="An order was forwarded to the auction house."
+    )
+    ORDER_FAILED = strawberry.enum_value(
+        "order.failed", description="An order could not be forwarded."
+    )
+
+
+@strawberry.type(description="An event, as its webhook delivers it (`data` is the payload's).")
+class Event:
+    id: strawberry.ID = strawberry.field(description="`evt_…` id (the webhook-id too).")
+    event: str = strawberry.field(description="Dotted type, e.g. `sync.completed`.")
+    timestamp: str = strawberry.field(description="ISO 8601 UTC, e.g. `2024-01-15T10:30:00Z`.")
+    data: JSON = strawberry.field(description="The payload's `data`, as documented per type.")
+
+
+@strawberry.type(description="A sync's progress, for live progress bars.")
+class SyncProgressUpdate:
+    sync_id: strawberry.ID = strawberry.field(description="`sync_…` id.")
+    status: SyncJobStatus = strawberry.field(description="Queued, running, completed, failed.")
+    phase: str = strawberry.field(description="`fetching`, `repricing`, `pushing`, `done`…")
+    progress: SyncProgress = strawberry.field(description="Feed reading progress.")
+    stats: SyncStats = strawberry.field(description="Counts so far.")
