@@ -13,6 +13,7 @@ MODEL_MODULES = [
     "app.stores.models",
     "app.pricing.models",
     "app.sync.models",
+    "app.webhooks.models",
     "app.events.models",
     "app.idempotency.models",
 ]

@@ -15,6 +15,8 @@ from rest_compat.schemas import (
     StoreObject,
     SyncJobObject,
     SyncStatusObject,
+    WebhookEndpointObject,
+    WebhookTestResult,
 )
 from rest_compat.table import Route
 
@@ -25,6 +27,8 @@ OUTPUT_MODELS: dict[Any, type[BaseModel]] = {
     "deleted_json": DeletedObject,
     "sync_job_json": SyncJobObject,
     "sync_status_json": SyncStatusObject,
+    "webhook_endpoint_json": WebhookEndpointObject,
+    "webhook_test_json": WebhookTestResult,
 }
 
 _ERRORS = {

@@ -146,6 +146,34 @@ class SyncStatusObject(_Strict):
     schedule: SyncSchedule
 
 
+class WebhookEndpointObject(_Strict):
+    id: str = Field(examples=["whk_01hx3y8k2q9m4c7d0b5e6f7g8h"])
+    object: Literal["webhook_endpoint"]
+    url: str
+    description: str
+    event_types: list[str] = Field(examples=[["sync.completed", "order.received"]])
+    active: bool
+    disabled_reason: str | None = Field(description="Why SyncAuction turned it off, if it did.")
+    livemode: bool
+    created_at: str
+    updated_at: str
+    secret: str | None = Field(
+        default=None,
+        description="`whsec_…` signing secret: only in the creation response, shown once.",
+    )
+
+
+class WebhookTestResult(_Strict):
+    object: Literal["webhook_test"]
+    endpoint_id: str
+    webhook_id: str = Field(description="The `webhook-id` header of the test message.")
+    ok: bool = Field(description="The receiver answered 2xx.")
+    status_code: int | None
+    duration_ms: int
+    response_excerpt: str = Field(description="The first KiB of the answer.")
+    error: str | None = Field(description="Timeout, refused connection, redirect…")
+
+
 class ErrorBody(_Strict):
     type: Literal[
         "invalid_request",

@@ -13,6 +13,8 @@ from app.stores.models import Store
 from app.stores.service import StoreSettings
 from app.sync.models import SyncJob
 from app.sync.service import SyncOverview, job_summary
+from app.webhooks.models import WebhookEndpoint
+from app.webhooks.service import CreatedEndpoint, TestSend
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -134,4 +136,38 @@ def sync_status_json(overview: SyncOverview) -> dict[str, Any]:
             "delta_interval_minutes": overview.delta_interval_minutes,
             "full_sync_hour_utc": overview.full_sync_hour,
         },
+    }
+
+
+def webhook_endpoint_json(value: WebhookEndpoint | CreatedEndpoint) -> dict[str, Any]:
+    """An endpoint; its `secret` only in the creation response (it is shown once)."""
+    endpoint = value.endpoint if isinstance(value, CreatedEndpoint) else value
+    body: dict[str, Any] = {
+        "id": endpoint.id,
+        "object": "webhook_endpoint",
+        "url": endpoint.url,
+        "description": endpoint.description,
+        "event_types": list(endpoint.event_types or []),
+        "active": endpoint.active,
+        "disabled_reason": endpoint.disabled_reason,
+        "livemode": str(endpoint.environment) == "live",
+        "created_at": _time(endpoint.created_at),
+        "updated_at": _time(endpoint.updated_at),
+    }
+    if isinstance(value, CreatedEndpoint):
+        body["secret"] = value.secret
+    return body
+
+
+def webhook_test_json(sent: TestSend) -> dict[str, Any]:
+    answer = sent.answer
+    return {
+        "object": "webhook_test",
+        "endpoint_id": sent.endpoint_id,
+        "webhook_id": sent.message_id,
+        "ok": answer.ok,
+        "status_code": answer.status_code,
+        "duration_ms": answer.duration_ms,
+        "response_excerpt": answer.excerpt,
+        "error": answer.error,
     }

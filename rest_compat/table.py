@@ -15,6 +15,7 @@ from app.pricing import service as pricing
 from app.products import service as products
 from app.stores import service as stores
 from app.sync import service as sync
+from app.webhooks import service as webhooks
 from rest_compat.serializers import (
     deleted_json,
     pricing_rule_json,
@@ -22,6 +23,8 @@ from rest_compat.serializers import (
     store_json,
     sync_job_json,
     sync_status_json,
+    webhook_endpoint_json,
+    webhook_test_json,
 )
 
 
@@ -205,5 +208,60 @@ ROUTES: list[Route] = [
         summary="Sync history",
         tag="Sync",
         description="Sync jobs, newest first, with their stats, per-store results and errors.",
+    ),
+    Route(
+        "GET",
+        "/v1/webhooks",
+        scope="webhooks:read",
+        call=webhooks.list_endpoints,
+        query={"page": PageParams},
+        output=webhook_endpoint_json,
+        summary="List webhook endpoints",
+        tag="Webhooks",
+        description="Webhook endpoints, newest first. Secrets are never listed.",
+    ),
+    Route(
+        "POST",
+        "/v1/webhooks",
+        scope="webhooks:write",
+        call=webhooks.create_endpoint,
+        body=("data", webhooks.WebhookEndpointInput),
+        output=webhook_endpoint_json,
+        summary="Create a webhook endpoint",
+        tag="Webhooks",
+        status_code=201,
+        description=(
+            "`url` (http or https; https and a public address in production), `event_types` "
+            "(at least one documented type), `description`, `active`. The answer carries the "
+            "`whsec_…` signing `secret`, shown this once. Deliveries follow the Standard "
+            "Webhooks spec (`webhook-id`, `webhook-timestamp`, `webhook-signature`)."
+        ),
+    ),
+    Route(
+        "PUT",
+        "/v1/webhooks/{id}",
+        scope="webhooks:write",
+        call=webhooks.update_endpoint,
+        body=("changes", webhooks.WebhookEndpointChanges),
+        output=webhook_endpoint_json,
+        summary="Update a webhook endpoint",
+        tag="Webhooks",
+        description=(
+            "Change `url`, `event_types`, `description` or `active` (turning a disabled "
+            "endpoint back on clears its `disabled_reason`)."
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/webhooks/{id}/test",
+        scope="webhooks:write",
+        call=webhooks.test_endpoint,
+        output=webhook_test_json,
+        summary="Send a test event",
+        tag="Webhooks",
+        description=(
+            "Sends a signed `webhook.test` event to the endpoint now and reports what it "
+            "answered (status, time, the first KiB of the body). Not retried."
+        ),
     ),
 ]

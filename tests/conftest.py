@@ -37,6 +37,9 @@ requires_redis = pytest.mark.skipif(
 )
 
 TABLES = [
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
     "listings",
     "sync_jobs",
     "sync_states",

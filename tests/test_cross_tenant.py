@@ -20,6 +20,7 @@ from app.pricing.models import PricingRule
 from app.products.models import Product
 from app.stores.models import Store
 from app.sync.models import SyncJob
+from app.webhooks.models import WebhookEndpoint
 from rest_compat.table import ROUTES, Route
 from tests.conftest import Tenant, make_pricing_rule, make_product, make_store
 
@@ -57,12 +58,25 @@ async def _sync_job(tenant: Tenant, environment: Environment) -> Model:
     )
 
 
+async def _webhook(tenant: Tenant, environment: Environment) -> Model:
+    from app.webhooks import service as webhooks
+
+    created = await webhooks.create_endpoint(
+        tenant.principal(environment),
+        data=webhooks.WebhookEndpointInput(
+            url="https://hooks.example.com/syncauction", event_types=["sync.completed"]
+        ),
+    )
+    return created.endpoint
+
+
 # The collection a path parameter points into: the path up to the parameter.
 RESOURCES: dict[str, Resource] = {
     "/v1/products": Resource("prod", Product, _product),
     "/v1/stores": Resource("store", Store, _store),
     "/v1/pricing-rules": Resource("rule", PricingRule, _pricing_rule),
     "/v1/sync/history": Resource("sync", SyncJob, _sync_job),
+    "/v1/webhooks": Resource("whk", WebhookEndpoint, _webhook),
 }
 
 # A body that succeeds on the caller's own object, for every id route that takes a body.
@@ -75,6 +89,7 @@ SAMPLE_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "credentials": {"consumer_key": "ck_attacker", "consumer_secret": "cs_attacker"},
     },
     ("PUT", "/v1/pricing-rules/{id}"): {"name": "Hijacked", "markup_percent": 1, "active": False},
+    ("PUT", "/v1/webhooks/{id}"): {"url": "https://attacker.example.com/hook", "active": False},
 }
 
 ID_ROUTES = [route for route in ROUTES if _PARAM.search(route.path)]
@@ -178,7 +193,8 @@ async def test_foreign_ids_are_indistinguishable_from_missing_ones(
     # so the 404s above come from tenancy, not from the request itself.
     response = await call(client, route, own_live.pk, tenant.live)
     assert 200 <= response.status_code < 300, response.text
-    assert response.json()["data"]["id"] == own_live.pk
+    data = response.json()["data"]
+    assert data.get("id", data.get("endpoint_id")) == own_live.pk
 
 
 # --- GraphQL ---------------------------------------------------------------------------------

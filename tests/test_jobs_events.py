@@ -196,6 +196,9 @@ async def test_enqueue_runs_a_registered_job_in_the_app_runtime(app, tenant):
         "run_sync",
         "schedule_syncs",
         "resume_stalled_syncs",
+        "fan_out_webhooks",
+        "deliver_webhook",
+        "requeue_due_webhooks",
     }
     pending = await _stored_event(tenant.account_id, age=timedelta(minutes=5))
     async with rt.bus.subscribe(

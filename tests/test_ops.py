@@ -261,6 +261,10 @@ DOCUMENTED = {
     ("get", "/v1/sync/status"),
     ("post", "/v1/sync/trigger"),
     ("get", "/v1/sync/history"),
+    ("get", "/v1/webhooks"),
+    ("post", "/v1/webhooks"),
+    ("put", "/v1/webhooks/{id}"),
+    ("post", "/v1/webhooks/{id}/test"),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from app.events.service import publish_pending_events
 from app.idempotency import service as idempotency
 from app.sync import service as sync
+from app.webhooks import delivery as webhooks
 
 logger = logging.getLogger("syncauction.jobs")
 
@@ -43,3 +44,18 @@ async def resume_stalled_syncs(ctx: dict[str, Any]) -> int:
     if count:
         logger.info("re-enqueued %d stalled sync jobs", count)
     return count
+
+
+async def fan_out_webhooks(ctx: dict[str, Any]) -> int:
+    """Create webhook deliveries for committed events and queue their first attempts."""
+    return await webhooks.fan_out()
+
+
+async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str | None:
+    """One attempt of one webhook delivery (the next one is queued by the attempt)."""
+    return await webhooks.attempt(delivery_id)
+
+
+async def requeue_due_webhooks(ctx: dict[str, Any]) -> int:
+    """Queue webhook attempts that are due but not queued (a lost job, a killed worker)."""
+    return await webhooks.requeue_due()

@@ -13,6 +13,9 @@ JOBS: dict[str, JobFunction] = {
         jobs.run_sync,
         jobs.schedule_syncs,
         jobs.resume_stalled_syncs,
+        jobs.fan_out_webhooks,
+        jobs.deliver_webhook,
+        jobs.requeue_due_webhooks,
     )
 }
 
@@ -22,6 +25,8 @@ PERIODIC: list[tuple[str, int]] = [
     ("purge_idempotency_records", 3600),
     ("schedule_syncs", 60),
     ("resume_stalled_syncs", 60),
+    ("fan_out_webhooks", 5),
+    ("requeue_due_webhooks", 30),
 ]
 
 # Seconds a job may run under arq (default 600). A sync of a large catalog takes a while; a

@@ -18,7 +18,8 @@ class Event(Model):
     data = fields.JSONField()
     created_at = fields.DatetimeField(auto_now_add=True)
     published_at = fields.DatetimeField(null=True)
+    fanned_out_at = fields.DatetimeField(null=True)  # webhook deliveries created
 
     class Meta:
         table = "events"
-        indexes = (("account_id", "environment", "type"), ("published_at",))
+        indexes = (("account_id", "environment", "type"), ("published_at",), ("fanned_out_at",))

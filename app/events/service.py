@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,20 @@ async def atomic() -> AsyncIterator[Transaction]:
             await publish_events(tx.events)
         except Exception:  # the change is committed; the sweeper publishes what is left
             logger.exception("publishing after commit failed")
+        await _fan_out_soon()
+
+
+async def _fan_out_soon() -> None:
+    """Ask for webhook deliveries of what was just committed (at most one request a second;
+    the periodic fan-out catches anything this misses)."""
+    from app import jobs, runtime
+
+    try:
+        if runtime.current().jobs is None:
+            return
+        await jobs.enqueue("fan_out_webhooks", job_id=f"fan-out:{int(time.time())}")
+    except Exception:
+        logger.warning("could not queue the webhook fan-out", exc_info=True)
 
 
 async def emit(

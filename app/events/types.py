@@ -15,3 +15,5 @@ class EventType(StrEnum):
     ORDER_RECEIVED = "order.received"
     ORDER_FORWARDED = "order.forwarded"
     ORDER_FAILED = "order.failed"
+    # Not sent to the endpoint it is about: an endpoint exhausted its retries and was disabled.
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"

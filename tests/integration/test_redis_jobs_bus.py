@@ -262,6 +262,9 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
         ("run_sync", 4 * 3600),
         ("schedule_syncs", 600),
         ("resume_stalled_syncs", 600),
+        ("fan_out_webhooks", 600),
+        ("deliver_webhook", 600),
+        ("requeue_due_webhooks", 600),
     }
     assert kwargs["ctx"]["settings"].redis_url == redis_url
     runs = {}
@@ -277,6 +280,8 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
         "cron:purge_idempotency_records": ("11:00:00", "12:00:00"),
         "cron:schedule_syncs": ("10:31:00", "10:32:00"),
         "cron:resume_stalled_syncs": ("10:31:00", "10:32:00"),
+        "cron:fan_out_webhooks": ("10:30:05", "10:30:10"),
+        "cron:requeue_due_webhooks": ("10:30:30", "10:31:00"),
     }
 
 

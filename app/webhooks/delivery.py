@@ -1,0 +1,290 @@
+"""Getting events to webhook endpoints: at least once, signed, on the Standard Webhooks retry
+schedule, with every attempt logged.
+
+    committed event -> fan_out(): one delivery row per matching active endpoint
+      -> attempt(): one job per attempt; the database row is the truth (a sweeper re-enqueues
+         what is due, so a killed worker delays a delivery, never loses it)
+      -> 2xx delivered | 410 endpoint disabled | else the next attempt on the schedule
+         (Retry-After honoured) | schedule exhausted: failed, endpoint disabled, account told
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+
+from app import jobs
+from app.connectors.http import read_retry_after
+from app.errors import InvalidInput
+from app.events.models import Event
+from app.events.service import atomic, emit, format_timestamp
+from app.events.types import EventType
+from app.ids import new_id
+from app.netguard import ensure_public_url
+from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks.service import signing_secrets
+from app.webhooks.signing import headers as signed_headers
+
+logger = logging.getLogger("syncauction.webhooks")
+
+# Seconds before each attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+JITTER = 0.1  # +-10 % on every delay but the first
+TIMEOUT = 15.0
+EXCERPT_BYTES = 1024
+LEASE = timedelta(seconds=TIMEOUT * 4)  # an attempt in flight is not picked up again before
+ATTEMPT_JOB = "deliver_webhook"
+USER_AGENT = "SyncAuction-Webhooks/1"
+
+_rng = random.Random()
+
+
+def next_delay(attempts_made: int, retry_after: float | None = None) -> float | None:
+    """Seconds until the next attempt after `attempts_made` attempts; None when exhausted."""
+    if attempts_made >= len(SCHEDULE):
+        return None
+    delay = SCHEDULE[attempts_made] * (1 + _rng.uniform(-JITTER, JITTER))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 86400.0))
+    return delay
+
+
+def payload(event_type: str, created_at: datetime, data: dict[str, Any]) -> bytes:
+    """The body, exactly as signed and sent: `{"event", "timestamp", "data"}`."""
+    return orjson.dumps(
+        {"event": event_type, "timestamp": format_timestamp(created_at), "data": data}
+    )
+
+
+# -- fan-out --------------------------------------------------------------------------------
+
+
+async def fan_out(*, batch: int = 1000) -> int:
+    """Create the deliveries of committed events not fanned out yet; returns how many."""
+    created = 0
+    while True:
+        events = await Event.filter(fanned_out_at=None).order_by("id").limit(batch)
+        if not events:
+            return created
+        endpoints: dict[tuple[str, str], list[WebhookEndpoint]] = {}
+        tenants = {(e.account_id, str(e.environment)) for e in events}
+        for account_id, environment in tenants:
+            endpoints[(account_id, environment)] = list(
+                await WebhookEndpoint.filter(
+                    account_id=account_id, environment=environment, active=True
+                )
+            )
+        now = datetime.now(UTC)
+        deliveries = [
+            WebhookDelivery(
+                id=new_id("whd"),
+                account_id=event.account_id,
+                environment=event.environment,
+                endpoint_id=endpoint.id,
+                event_id=event.id,
+                event_type=event.type,
+                next_attempt_at=now,
+            )
+            for event in events
+            for endpoint in endpoints[(event.account_id, str(event.environment))]
+            if event.type in (endpoint.event_types or ())
+            and not (
+                event.type == EventType.WEBHOOK_ENDPOINT_DISABLED.value
+                and (event.data or {}).get("endpoint_id") == endpoint.id
+            )
+        ]
+        async with atomic() as tx:
+            if deliveries:
+                await WebhookDelivery.bulk_create(
+                    deliveries, using_db=tx.connection, ignore_conflicts=True
+                )
+            await (
+                Event.filter(id__in=[e.id for e in events])
+                .using_db(tx.connection)
+                .update(fanned_out_at=now)
+            )
+        for delivery in deliveries:
+            await enqueue_attempt(delivery)
+        created += len(deliveries)
+        if len(events) < batch:
+            return created
+
+
+async def enqueue_attempt(delivery: WebhookDelivery, delay: float | None = None) -> None:
+    """Queue the next attempt of `delivery` (one job per attempt)."""
+    try:
+        await jobs.enqueue(
+            ATTEMPT_JOB,
+            delivery.id,
+            job_id=f"{delivery.id}:{delivery.attempts}:{int(time.time())}",
+            defer_seconds=delay or None,
+        )
+    except Exception:  # the sweeper finds it due
+        logger.warning("could not enqueue webhook delivery %s", delivery.id, exc_info=True)
+
+
+async def requeue_due(*, limit: int = 1000) -> int:
+    """Sweeper: queue attempts that are due (their job was lost, or a worker died)."""
+    now = datetime.now(UTC)
+    due = await WebhookDelivery.filter(
+        status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).limit(limit)
+    for delivery in due:
+        await enqueue_attempt(delivery)
+    return len(due)
+
+
+# -- one attempt ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a receiver answered (or why it did not)."""
+
+    status_code: int | None
+    duration_ms: int
+    excerpt: str
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
+    """POST once: no redirects followed, 15 s timeout, at most 1 KiB of the answer read."""
+    started = time.perf_counter()
+    try:
+        await ensure_public_url(url)
+    except InvalidInput as exc:
+        return Answer(None, 0, "", error=f"url_not_allowed: {exc.message}")
+    request_headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **headers,
+    }
+    try:
+        async with (
+            httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client,
+            client.stream("POST", url, content=body, headers=request_headers) as reply,
+        ):
+            excerpt = b""
+            async for chunk in reply.aiter_bytes():
+                excerpt += chunk
+                if len(excerpt) >= EXCERPT_BYTES:
+                    break
+            elapsed = int((time.perf_counter() - started) * 1000)
+            error = None
+            if 300 <= reply.status_code < 400:
+                error = f"redirect to {reply.headers.get('location', '?')} not followed"
+            return Answer(
+                reply.status_code,
+                elapsed,
+                excerpt[:EXCERPT_BYTES].decode("utf-8", "replace"),
+                error=error,
+                retry_after=read_retry_after(reply),
+            )
+    except httpx.TimeoutException:
+        error = f"no answer within {TIMEOUT:g} s"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    return Answer(None, int((time.perf_counter() - started) * 1000), "", error=error)
+
+
+async def attempt(delivery_id: str) -> str | None:
+    """Make one attempt of a due delivery (the `deliver_webhook` job); idempotent: a delivery
+    not due, or in flight elsewhere, is left alone."""
+    now = datetime.now(UTC)
+    # Claim: push the due time out by a lease, so no other worker sends it meanwhile.
+    claimed = await WebhookDelivery.filter(
+        id=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + LEASE)
+    if not claimed:
+        return None
+    delivery = await WebhookDelivery.get(id=delivery_id).prefetch_related("endpoint", "event")
+    endpoint: WebhookEndpoint = delivery.endpoint
+    event: Event = delivery.event
+    if not endpoint.active:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.last_error = "endpoint disabled"
+        delivery.next_attempt_at = None
+        await delivery.save()
+        return delivery.status.value
+    body = payload(event.type, event.created_at, event.data)
+    headers = signed_headers(signing_secrets(endpoint, now), event.id, int(now.timestamp()), body)
+    answer = await post(endpoint.url, body, headers)
+    delivery.attempts += 1
+    delivery.last_status_code = answer.status_code
+    delivery.last_error = answer.error
+    disable_reason = None
+    if answer.ok:
+        delivery.status = DeliveryStatus.DELIVERED
+        delivery.delivered_at = datetime.now(UTC)
+        delivery.next_attempt_at = None
+    elif answer.status_code == 410:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at = None
+        disable_reason = "The endpoint answered 410 Gone."
+    else:
+        delay = next_delay(delivery.attempts, answer.retry_after)
+        if delay is None:
+            delivery.status = DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+            disable_reason = f"Every attempt of {len(SCHEDULE)} failed."
+        else:
+            delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+    async with atomic() as tx:
+        await WebhookAttempt.create(
+            delivery_id=delivery.id,
+            number=delivery.attempts,
+            status_code=answer.status_code,
+            error=answer.error,
+            duration_ms=answer.duration_ms,
+            response_excerpt=answer.excerpt,
+            using_db=tx.connection,
+        )
+        await delivery.save(using_db=tx.connection)
+        if disable_reason is not None:
+            await _disable(endpoint, disable_reason, tx)
+    if delivery.status is DeliveryStatus.PENDING:
+        delay = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+        await enqueue_attempt(delivery, max(delay, 0.0))
+    return delivery.status.value
+
+
+async def _disable(endpoint: WebhookEndpoint, reason: str, tx: Any) -> None:
+    updated = await (
+        WebhookEndpoint.filter(id=endpoint.id, active=True)
+        .using_db(tx.connection)
+        .update(active=False, disabled_reason=reason)
+    )
+    if updated:
+        logger.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        await emit(
+            tx,
+            account_id=endpoint.account_id,
+            environment=str(endpoint.environment),
+            type=EventType.WEBHOOK_ENDPOINT_DISABLED,
+            data={"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason},
+        )
+
+
+async def send_test(endpoint: WebhookEndpoint) -> tuple[str, Answer]:
+    """A signed `webhook.test` event, sent now; the receiver's answer is returned, not retried."""
+    now = datetime.now(UTC)
+    message_id = new_id("evt")
+    body = payload(
+        "webhook.test",
+        now,
+        {"endpoint_id": endpoint.id, "message": "A test event from SyncAuction."},
+    )
+    headers = signed_headers(signing_secrets(endpoint, now), message_id, int(now.timestamp()), body)
+    return message_id, await post(endpoint.url, body, headers)

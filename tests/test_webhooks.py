@@ -1,0 +1,316 @@
+"""Webhooks as an integrator sees them: endpoints over REST, deliveries to a real HTTP receiver
+(uvicorn on a loopback port) verified with the `standardwebhooks` library, retries, 410,
+redirects, timeouts, big answers, rotation, replay and the test send."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app import runtime
+from app.events.models import Event
+from app.webhooks import delivery as sender
+from app.webhooks import service as webhooks
+from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.conftest import Tenant, make_product
+
+
+@dataclass
+class Receiver:
+    """A merchant's webhook receiver: records requests, answers from a script."""
+
+    url: str = ""
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    script: list[Any] = field(default_factory=list)  # status, ("hang", s), ("redirect",), ("big",)
+
+    async def handle(self, request: Request) -> Response:
+        body = await request.body()
+        self.received.append(({k.lower(): v for k, v in request.headers.items()}, body))
+        step = self.script.pop(0) if self.script else 200
+        if isinstance(step, tuple) and step[0] == "hang":
+            await asyncio.sleep(step[1])
+            return Response("late")
+        if isinstance(step, tuple) and step[0] == "redirect":
+            return Response(status_code=302, headers={"location": "http://169.254.169.254/"})
+        if isinstance(step, tuple) and step[0] == "big":
+            return Response(b"x" * 5_000_000)
+        if isinstance(step, tuple) and step[0] == "retry-after":
+            return Response("busy", status_code=429, headers={"retry-after": str(step[1])})
+        return Response(f"answer {step}", status_code=step)
+
+
+@pytest.fixture
+async def receiver(app: Any) -> AsyncIterator[Receiver]:
+    state = Receiver()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/hook", state.handle, methods=["POST"])]),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    state.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+def fast_schedule(monkeypatch: pytest.MonkeyPatch) -> tuple[float, ...]:
+    schedule = (0, 0.05, 0.05, 0.05)
+    monkeypatch.setattr(sender, "SCHEDULE", schedule)
+    monkeypatch.setattr(sender, "JITTER", 0.0)
+    return schedule
+
+
+async def settle(rounds: int = 200) -> None:
+    """Run fan-out and attempts until nothing is pending (the periodic jobs, made eager)."""
+    queue = runtime.current().jobs
+    for _ in range(rounds):
+        await sender.fan_out()
+        await queue.join()
+        pending = await WebhookDelivery.filter(status=DeliveryStatus.PENDING).count()
+        if not pending and not await Event.filter(fanned_out_at=None).exists():
+            return
+        await sender.requeue_due()
+        await asyncio.sleep(0.02)
+    raise AssertionError("deliveries still pending")
+
+
+async def endpoint(client, tenant: Tenant, url: str, types: list[str]) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/webhooks", json={"url": url, "event_types": types}, headers=tenant.headers()
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["data"]
+
+
+async def test_create_list_update_and_bad_input(client, tenant: Tenant) -> None:
+    created = await endpoint(client, tenant, "https://hooks.example.com/in", ["sync.completed"])
+    assert created["id"].startswith("whk_")
+    assert created["secret"].startswith("whsec_")
+    assert (created["active"], created["event_types"]) == (True, ["sync.completed"])
+    stored = await WebhookEndpoint.get(id=created["id"])
+    assert created["secret"] not in stored.secret_encrypted  # encrypted at rest
+    listed = (await client.get("/v1/webhooks", headers=tenant.headers())).json()["data"]
+    assert [e["id"] for e in listed] == [created["id"]]
+    assert "secret" not in listed[0]
+    updated = await client.put(
+        f"/v1/webhooks/{created['id']}",
+        json={"event_types": ["order.received", "order.received"], "description": "Orders"},
+        headers=tenant.headers(),
+    )
+    assert updated.status_code == 200
+    assert updated.json()["data"]["event_types"] == ["order.received"]
+
+    for body, param in (
+        ({"url": "ftp://hooks.example.com", "event_types": ["sync.completed"]}, "url"),
+        ({"url": "https://hooks.example.com", "event_types": ["sync.done"]}, "event_types.0"),
+        ({"url": "https://hooks.example.com", "event_types": []}, "event_types"),
+        ({"url": "https://hooks.example.com"}, "event_types"),
+    ):
+        response = await client.post("/v1/webhooks", json=body, headers=tenant.headers())
+        assert response.status_code == 400, body
+        assert response.json()["error"]["param"] == param
+    assert await WebhookEndpoint.all().count() == 1
+
+
+async def test_private_targets_are_refused_in_production(
+    client, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = runtime.current()
+    monkeypatch.setattr(rt, "settings", rt.settings.model_copy(update={"env": "production"}))
+    for url in ("http://hooks.example.com/in", "https://127.0.0.1/in", "https://169.254.169.254/"):
+        response = await client.post(
+            "/v1/webhooks", json={"url": url, "event_types": ["sync.completed"]},
+            headers=tenant.headers(),
+        )  # fmt: skip
+        assert response.status_code == 400, url
+        assert response.json()["error"]["code"] == "url_not_allowed"
+    allowed = rt.settings.model_copy(update={"allow_private_webhook_targets": True})
+    monkeypatch.setattr(rt, "settings", allowed)
+    response = await client.post(
+        "/v1/webhooks", json={"url": "https://127.0.0.1/in", "event_types": ["sync.completed"]},
+        headers=tenant.headers(),
+    )  # fmt: skip
+    assert response.status_code == 201
+
+
+async def test_events_are_delivered_signed_with_the_documented_payload(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.updated"])
+    product = await make_product(tenant, "789012")  # product.created: not subscribed
+    response = await client.put(
+        f"/v1/products/{product.id}", json={"price": 1250.0}, headers=tenant.headers()
+    )
+    assert response.status_code == 200
+
+    await settle()
+
+    [(headers, body)] = receiver.received
+    event = await Event.get(type="product.updated")
+    assert headers["webhook-id"] == event.id
+    assert headers["content-type"] == "application/json"
+    payload = Webhook(hook["secret"]).verify(body, headers)
+    assert payload == {
+        "event": "product.updated",
+        "timestamp": event.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data": event.data,
+    }
+    assert payload["data"]["product_id"] == product.id
+    assert payload["data"]["price"] == 1250.0
+    delivery = await WebhookDelivery.get(event_id=event.id)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
+        DeliveryStatus.DELIVERED,
+        1,
+        200,
+    )
+    [logged] = await WebhookAttempt.filter(delivery_id=delivery.id)
+    assert (logged.number, logged.status_code, logged.response_excerpt) == (1, 200, "answer 200")
+
+
+async def test_a_receiver_that_fails_then_recovers_gets_every_event_with_one_id(
+    client, tenant: Tenant, receiver: Receiver, fast_schedule
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [500, ("redirect",), ("retry-after", 0), 200, 503, 200]
+    await make_product(tenant, "111111")
+    await make_product(tenant, "222222")
+
+    await settle()
+
+    ids = [h["webhook-id"] for h, _ in receiver.received]
+    events = {e.id for e in await Event.filter(type="product.created")}
+    assert set(ids) == events  # every event arrived
+    for event_id in events:
+        delivery = await WebhookDelivery.get(event_id=event_id)
+        assert delivery.status is DeliveryStatus.DELIVERED
+        attempts = await WebhookAttempt.filter(delivery_id=delivery.id).order_by("number")
+        assert [a.number for a in attempts] == list(range(1, delivery.attempts + 1))
+        assert ids.count(event_id) == delivery.attempts  # the same webhook-id on every retry
+    for headers, body in receiver.received:
+        Webhook(hook["secret"]).verify(body, headers)
+    redirected = await WebhookAttempt.get(status_code=302)
+    assert redirected.error == "redirect to http://169.254.169.254/ not followed"
+    assert len(receiver.received) == 6  # the redirect target was never called
+
+
+async def test_410_disables_the_endpoint_and_tells_the_account(
+    client, tenant: Tenant, receiver: Receiver, fast_schedule
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [410]
+    await make_product(tenant, "111111")
+
+    await settle()
+
+    stored = await WebhookEndpoint.get(id=hook["id"])
+    assert stored.active is False
+    assert stored.disabled_reason == "The endpoint answered 410 Gone."
+    disabled = await Event.get(type="webhook_endpoint.disabled")
+    assert disabled.data["endpoint_id"] == hook["id"]
+    shown = (await client.get("/v1/webhooks", headers=tenant.headers())).json()["data"][0]
+    assert (shown["active"], shown["disabled_reason"]) == (False, stored.disabled_reason)
+    await make_product(tenant, "222222")  # a disabled endpoint gets nothing more
+    await settle()
+    assert len(receiver.received) == 1
+
+
+async def test_an_endpoint_that_exhausts_the_schedule_is_disabled(
+    client, tenant: Tenant, receiver: Receiver, fast_schedule
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [500] * len(fast_schedule)
+    await make_product(tenant, "111111")
+
+    await settle()
+
+    delivery = await WebhookDelivery.get(endpoint_id=hook["id"])
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, len(fast_schedule))
+    stored = await WebhookEndpoint.get(id=hook["id"])
+    assert stored.active is False
+    assert stored.disabled_reason == f"Every attempt of {len(fast_schedule)} failed."
+    assert await Event.filter(type="webhook_endpoint.disabled").count() == 1
+
+
+async def test_hanging_and_huge_answers_are_bounded(
+    client, tenant: Tenant, receiver: Receiver, fast_schedule, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender, "TIMEOUT", 0.3)
+    await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [("hang", 2), ("big",)]
+    await make_product(tenant, "111111")
+
+    await settle()
+
+    attempts = await WebhookAttempt.all().order_by("number")
+    assert attempts[0].status_code is None
+    assert attempts[0].error == "no answer within 0.3 s"
+    assert attempts[1].status_code == 200
+    assert len(attempts[1].response_excerpt) == sender.EXCERPT_BYTES
+
+
+async def test_rotation_signs_with_both_secrets_and_replay_keeps_the_id(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    rotated = await webhooks.rotate_secret(tenant.principal(), hook["id"])
+    assert rotated.secret != hook["secret"] and rotated.secret.startswith("whsec_")
+    await make_product(tenant, "111111")
+    await settle()
+    [(headers, body)] = receiver.received
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (hook["secret"], rotated.secret):  # receivers on either secret verify it
+        Webhook(secret).verify(body, headers)
+
+    delivery = await WebhookDelivery.get(endpoint_id=hook["id"])
+    await webhooks.replay_delivery(tenant.principal(), delivery.id)
+    await settle()
+    assert [h["webhook-id"] for h, _ in receiver.received] == [delivery.event_id] * 2
+    assert (await WebhookDelivery.get(id=delivery.id)).attempts == 2
+
+
+async def test_the_test_route_reports_the_receivers_answer(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["sync.completed"])
+    receiver.script = [204]
+    response = await client.post(f"/v1/webhooks/{hook['id']}/test", headers=tenant.headers())
+    assert response.status_code == 200, response.text
+    result = response.json()["data"]
+    assert (result["ok"], result["status_code"], result["endpoint_id"]) == (True, 204, hook["id"])
+    [(headers, body)] = receiver.received
+    assert headers["webhook-id"] == result["webhook_id"]
+    payload = Webhook(hook["secret"]).verify(body, headers)
+    assert payload["event"] == "webhook.test"
+
+    receiver.script = [500]
+    failing = (
+        await client.post(f"/v1/webhooks/{hook['id']}/test", headers=tenant.headers())
+    ).json()["data"]
+    assert (failing["ok"], failing["status_code"], failing["response_excerpt"]) == (
+        False,
+        500,
+        "answer 500",
+    )
