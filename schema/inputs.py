@@ -6,7 +6,14 @@ from decimal import Decimal
 
 import strawberry
 
-from schema.types import Platform, ProductStatus, Rounding, SoldLotsBehavior, SyncType
+from schema.types import (
+    EventType,
+    Platform,
+    ProductStatus,
+    Rounding,
+    SoldLotsBehavior,
+    SyncType,
+)
 
 
 @strawberry.input(description="Product list filters; all optional, combined with AND.")
@@ -229,4 +236,26 @@ class SyncScheduleInput:
     )
     nightly_full: bool | None = strawberry.field(
         default=strawberry.UNSET, description="`false` turns the nightly full sync off."
+    )
+
+
+@strawberry.input(description="A new webhook endpoint.")
+class WebhookEndpointCreateInput:
+    url: str = strawberry.field(description="http(s) URL (https and public in production).")
+    event_types: list[EventType] = strawberry.field(description="At least one event type.")
+    description: str = strawberry.field(default="", description="Free text.")
+    active: bool = strawberry.field(default=True, description="Receive events now.")
+
+
+@strawberry.input(description="Changes to an endpoint; omitted fields stay as they are.")
+class WebhookEndpointUpdateInput:
+    url: str | None = strawberry.field(default=strawberry.UNSET, description="New URL.")
+    event_types: list[EventType] | None = strawberry.field(
+        default=strawberry.UNSET, description="New event types."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="New description."
+    )
+    active: bool | None = strawberry.field(
+        default=strawberry.UNSET, description="On or off (on clears `disabledReason`)."
     )

@@ -23,6 +23,7 @@ from resolvers import pricing_rules as pricing_rule_resolvers
 from resolvers import products as product_resolvers
 from resolvers import stores as store_resolvers
 from resolvers import sync as sync_resolvers
+from resolvers import webhooks as webhook_resolvers
 from schema import types
 
 logger = logging.getLogger("syncauction.graphql")
@@ -63,6 +64,17 @@ class Query:
         resolver=pricing_rule_resolvers.pricing_rule_preview,
         description="What a rule would change (count and the largest changes) before saving it.",
     )
+    webhook_endpoints: types.WebhookEndpointConnection = strawberry.field(
+        resolver=webhook_resolvers.webhook_endpoints,
+        description="Webhook endpoints, newest first.",
+    )
+    webhook_endpoint: types.WebhookEndpoint = strawberry.field(
+        resolver=webhook_resolvers.webhook_endpoint, description="One endpoint by `whk_…` id."
+    )
+    webhook_deliveries: types.WebhookDeliveryConnection = strawberry.field(
+        resolver=webhook_resolvers.webhook_deliveries,
+        description="An endpoint's deliveries, newest first, with every attempt.",
+    )
     sync_status: types.SyncStatus = strawberry.field(
         resolver=sync_resolvers.sync_status,
         description="Whether a sync runs, the last one, and when the schedule runs next.",
@@ -98,6 +110,26 @@ class Mutation:
     pricing_rule_delete: types.DeletedPricingRule = strawberry.mutation(
         resolver=pricing_rule_resolvers.pricing_rule_delete,
         description="Delete a pricing rule; answers its id.",
+    )
+    webhook_endpoint_create: types.WebhookEndpointWithSecret = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_endpoint_create,
+        description="Add a webhook endpoint; the answer has its secret, shown this once.",
+    )
+    webhook_endpoint_update: types.WebhookEndpoint = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_endpoint_update,
+        description="Change an endpoint's URL, event types, description or switch.",
+    )
+    webhook_endpoint_rotate_secret: types.WebhookEndpointWithSecret = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_endpoint_rotate_secret,
+        description="A new secret (shown once); the previous one also signs for 24 hours.",
+    )
+    webhook_endpoint_test: types.WebhookTestResult = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_endpoint_test,
+        description="Send a signed `webhook.test` event now and report the answer.",
+    )
+    webhook_delivery_replay: types.WebhookDelivery = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_delivery_replay,
+        description="Send a delivery again now, with the same webhook-id.",
     )
     sync_schedule_update: types.SyncStatus = strawberry.mutation(
         resolver=sync_resolvers.sync_schedule_update,

@@ -369,6 +369,10 @@ class EventType(Enum):
     ORDER_FAILED = strawberry.enum_value(
         "order.failed", description="An order could not be forwarded."
     )
+    WEBHOOK_ENDPOINT_DISABLED = strawberry.enum_value(
+        "webhook_endpoint.disabled",
+        description="A webhook endpoint was turned off (410, or every retry failed).",
+    )
 
 
 @strawberry.type(description="An event, as its webhook delivers it (`data` is the payload's).")
@@ -386,3 +390,89 @@ class SyncProgressUpdate:
     phase: str = strawberry.field(description="`fetching`, `repricing`, `pushing`, `done`…")
     progress: SyncProgress = strawberry.field(description="Feed reading progress.")
     stats: SyncStats = strawberry.field(description="Counts so far.")
+
+
+@strawberry.type(description="A URL that receives signed events (Standard Webhooks).")
+class WebhookEndpoint:
+    id: strawberry.ID = strawberry.field(description="`whk_…` id.")
+    url: str = strawberry.field(description="Where events are POSTed.")
+    description: str = strawberry.field(description="Free text.")
+    event_types: list[EventType] = strawberry.field(description="The event types sent to it.")
+    active: bool = strawberry.field(description="Inactive endpoints receive nothing.")
+    disabled_reason: str | None = strawberry.field(
+        description="Why SyncAuction turned it off (410 Gone, retries exhausted), if it did."
+    )
+    created_at: datetime = strawberry.field(description="When it was created.")
+    updated_at: datetime = strawberry.field(description="Last change.")
+
+
+@strawberry.type(description="An endpoint with its signing secret, shown this once.")
+class WebhookEndpointWithSecret:
+    endpoint: WebhookEndpoint = strawberry.field(description="The endpoint.")
+    secret: str = strawberry.field(description="`whsec_…`: keep it; it is not shown again.")
+
+
+@strawberry.type(description="A webhook endpoint in a connection.")
+class WebhookEndpointEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: WebhookEndpoint = strawberry.field(description="The endpoint.")
+
+
+@strawberry.type(description="A page of webhook endpoints, newest first.")
+class WebhookEndpointConnection:
+    edges: list[WebhookEndpointEdge] = strawberry.field(description="Endpoints with cursors.")
+    nodes: list[WebhookEndpoint] = strawberry.field(description="The endpoints of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+@strawberry.type(description="One HTTP attempt of a delivery.")
+class WebhookAttempt:
+    number: int = strawberry.field(description="1 for the first attempt.")
+    status_code: int | None = strawberry.field(description="The receiver's status, if any.")
+    error: str | None = strawberry.field(description="Timeout, refused connection, redirect…")
+    duration_ms: int = strawberry.field(description="How long the attempt took.")
+    response_excerpt: str = strawberry.field(description="The first KiB of the answer.")
+    created_at: datetime = strawberry.field(description="When it was made.")
+
+
+@strawberry.enum(description="Where a delivery stands.")
+class WebhookDeliveryStatus(Enum):
+    PENDING = strawberry.enum_value("pending", description="Waiting for its next attempt.")
+    DELIVERED = strawberry.enum_value("delivered", description="The receiver answered 2xx.")
+    FAILED = strawberry.enum_value("failed", description="Given up (410 or retries exhausted).")
+
+
+@strawberry.type(description="One event for one endpoint, with its attempts.")
+class WebhookDelivery:
+    id: strawberry.ID = strawberry.field(description="`whd_…` id.")
+    endpoint_id: strawberry.ID = strawberry.field(description="`whk_…` id.")
+    event_id: strawberry.ID = strawberry.field(description="`evt_…`: the webhook-id header.")
+    event_type: str = strawberry.field(description="Dotted event type.")
+    status: WebhookDeliveryStatus = strawberry.field(description="Pending, delivered, failed.")
+    attempts: list[WebhookAttempt] = strawberry.field(description="Every attempt, in order.")
+    next_attempt_at: datetime | None = strawberry.field(description="When it is tried next.")
+    delivered_at: datetime | None = strawberry.field(description="When the receiver took it.")
+    created_at: datetime = strawberry.field(description="When the event was fanned out.")
+
+
+@strawberry.type(description="A webhook delivery in a connection.")
+class WebhookDeliveryEdge:
+    cursor: str = strawberry.field(description="Opaque cursor of this edge.")
+    node: WebhookDelivery = strawberry.field(description="The delivery.")
+
+
+@strawberry.type(description="A page of deliveries, newest first.")
+class WebhookDeliveryConnection:
+    edges: list[WebhookDeliveryEdge] = strawberry.field(description="Deliveries with cursors.")
+    nodes: list[WebhookDelivery] = strawberry.field(description="The deliveries of this page.")
+    page_info: PageInfo = strawberry.field(description="Pagination state.")
+
+
+@strawberry.type(description="What an endpoint answered to a test event.")
+class WebhookTestResult:
+    webhook_id: str = strawberry.field(description="The webhook-id of the test message.")
+    ok: bool = strawberry.field(description="The receiver answered 2xx.")
+    status_code: int | None = strawberry.field(description="Its status, if it answered.")
+    duration_ms: int = strawberry.field(description="How long it took.")
+    response_excerpt: str = strawberry.field(description="The first KiB of the answer.")
+    error: str | None = strawberry.field(description="Timeout, refused connection, redirect…")

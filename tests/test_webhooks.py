@@ -314,3 +314,103 @@ async def test_the_test_route_reports_the_receivers_answer(
         500,
         "answer 500",
     )
+
+
+async def test_graphql_endpoints_deliveries_rotation_test_and_replay(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    async def gql(query: str, **variables: Any) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=tenant.headers()
+        )
+        assert response.status_code == 200
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    created = (
+        await gql(
+            "mutation($input: WebhookEndpointCreateInput!) { webhookEndpointCreate(input: $input)"
+            " { secret endpoint { id url eventTypes active } } }",
+            input={"url": receiver.url, "eventTypes": ["PRODUCT_CREATED"]},
+        )
+    )["webhookEndpointCreate"]
+    hook_id, secret = created["endpoint"]["id"], created["secret"]
+    assert created["endpoint"]["eventTypes"] == ["PRODUCT_CREATED"]
+    assert secret.startswith("whsec_")
+    await make_product(tenant, "111111")
+    await settle()
+
+    deliveries = (
+        await gql(
+            "query($id: ID!) { webhookDeliveries(endpointId: $id) { nodes { id eventId status "
+            "attempts { number statusCode durationMs responseExcerpt } } } }",
+            id=hook_id,
+        )
+    )["webhookDeliveries"]["nodes"]
+    [delivery] = deliveries
+    assert delivery["status"] == "DELIVERED"
+    assert [a["statusCode"] for a in delivery["attempts"]] == [200]
+
+    rotated = (
+        await gql(
+            "mutation($id: ID!) { webhookEndpointRotateSecret(id: $id) { secret } }", id=hook_id
+        )
+    )["webhookEndpointRotateSecret"]["secret"]
+    tested = (
+        await gql(
+            "mutation($id: ID!) { webhookEndpointTest(id: $id) { ok statusCode webhookId } }",
+            id=hook_id,
+        )
+    )["webhookEndpointTest"]
+    assert (tested["ok"], tested["statusCode"]) == (True, 200)
+    headers, body = receiver.received[-1]
+    Webhook(rotated).verify(body, headers)
+    Webhook(secret).verify(body, headers)  # the old secret still signs during the overlap
+
+    replayed = (
+        await gql(
+            "mutation($id: ID!) { webhookDeliveryReplay(id: $id) { id status } }",
+            id=delivery["id"],
+        )
+    )["webhookDeliveryReplay"]
+    assert replayed == {"id": delivery["id"], "status": "PENDING"}
+    await settle()
+    assert receiver.received[-1][0]["webhook-id"] == delivery["eventId"]
+
+    off = (
+        await gql(
+            "mutation($id: ID!) { webhookEndpointUpdate(id: $id, input: {active: false}) "
+            "{ active } }",
+            id=hook_id,
+        )
+    )["webhookEndpointUpdate"]
+    assert off == {"active": False}
+
+
+async def test_an_attempt_that_outlives_its_lease_does_not_overwrite_its_successor(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    monkeypatch.setattr(sender, "LEASE", timedelta(seconds=0.2))
+
+    async def not_queued(delivery: Any, delay: float | None = None) -> None:
+        return None  # this test plays both workers itself
+
+    monkeypatch.setattr(sender, "enqueue_attempt", not_queued)
+    await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [("hang", 0.8)]  # the first attempt's answer comes after its lease
+    await make_product(tenant, "111111")
+    await sender.fan_out()
+    delivery = await WebhookDelivery.get()
+    slow = asyncio.create_task(sender.attempt(delivery.id))  # worker A, presumed dead later
+    await asyncio.sleep(0.4)
+    assert await sender.attempt(delivery.id) == "delivered"  # worker B took over
+    assert await slow is None  # A's late answer changes nothing
+
+    stored = await WebhookDelivery.get(id=delivery.id)
+    assert (stored.status, stored.attempts) == (DeliveryStatus.DELIVERED, 1)
+    errors = sorted(a.error or "" for a in await WebhookAttempt.filter(delivery_id=delivery.id))
+    assert errors == ["", "(lease lost)"]
+    assert [h["webhook-id"] for h, _ in receiver.received] == [delivery.event_id] * 2

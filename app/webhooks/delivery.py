@@ -10,6 +10,7 @@ schedule, with every attempt logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -203,10 +204,12 @@ async def attempt(delivery_id: str) -> str | None:
     """Make one attempt of a due delivery (the `deliver_webhook` job); idempotent: a delivery
     not due, or in flight elsewhere, is left alone."""
     now = datetime.now(UTC)
-    # Claim: push the due time out by a lease, so no other worker sends it meanwhile.
+    # Claim: push the due time out by a lease, so no other worker sends it meanwhile. The
+    # lease's end is also the token the outcome is written with (see below).
+    lease_until = now + LEASE
     claimed = await WebhookDelivery.filter(
         id=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=now + LEASE)
+    ).update(next_attempt_at=lease_until)
     if not claimed:
         return None
     delivery = await WebhookDelivery.get(id=delivery_id).prefetch_related("endpoint", "event")
@@ -220,7 +223,11 @@ async def attempt(delivery_id: str) -> str | None:
         return delivery.status.value
     body = payload(event.type, event.created_at, event.data)
     headers = signed_headers(signing_secrets(endpoint, now), event.id, int(now.timestamp()), body)
-    answer = await post(endpoint.url, body, headers)
+    try:  # the whole attempt (DNS, connect, a trickled answer) ends well inside the lease
+        async with asyncio.timeout(TIMEOUT * 2):
+            answer = await post(endpoint.url, body, headers)
+    except TimeoutError:
+        answer = Answer(None, int(TIMEOUT * 2000), "", error=f"no answer within {TIMEOUT:g} s")
     delivery.attempts += 1
     delivery.last_status_code = answer.status_code
     delivery.last_error = answer.error
@@ -242,18 +249,37 @@ async def attempt(delivery_id: str) -> str | None:
         else:
             delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
     async with atomic() as tx:
+        # Written only while the lease is still ours: an attempt that outlived it (a paused
+        # process) must not overwrite what the worker that took over has done since.
+        owned = await (
+            WebhookDelivery.filter(
+                id=delivery.id, status=DeliveryStatus.PENDING, next_attempt_at=lease_until
+            )
+            .using_db(tx.connection)
+            .update(
+                attempts=delivery.attempts,
+                status=delivery.status,
+                last_status_code=delivery.last_status_code,
+                last_error=delivery.last_error,
+                delivered_at=delivery.delivered_at,
+                next_attempt_at=delivery.next_attempt_at,
+                updated_at=datetime.now(UTC),
+            )
+        )
         await WebhookAttempt.create(
             delivery_id=delivery.id,
             number=delivery.attempts,
             status_code=answer.status_code,
-            error=answer.error,
+            error=answer.error if owned else f"{answer.error or ''} (lease lost)".strip(),
             duration_ms=answer.duration_ms,
             response_excerpt=answer.excerpt,
             using_db=tx.connection,
         )
-        await delivery.save(using_db=tx.connection)
-        if disable_reason is not None:
+        if owned and disable_reason is not None:
             await _disable(endpoint, disable_reason, tx)
+    if not owned:
+        logger.warning("webhook delivery %s: attempt outlived its lease", delivery.id)
+        return None
     if delivery.status is DeliveryStatus.PENDING:
         delay = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
         await enqueue_attempt(delivery, max(delay, 0.0))
