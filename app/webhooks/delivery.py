@@ -71,7 +71,14 @@ async def fan_out(*, batch: int = 1000) -> int:
     """Create the deliveries of committed events not fanned out yet; returns how many."""
     created = 0
     while True:
-        events = await Event.filter(fanned_out_at=None).order_by("id").limit(batch)
+        # Only what routing needs: a sync's 100,000 product events are not loaded whole.
+        events = [
+            _Routed(*row)
+            for row in await Event.filter(fanned_out_at=None)
+            .order_by("id")
+            .limit(batch)
+            .values_list("id", "account_id", "environment", "type")
+        ]
         if not events:
             return created
         endpoints: dict[tuple[str, str], list[WebhookEndpoint]] = {}
@@ -96,11 +103,8 @@ async def fan_out(*, batch: int = 1000) -> int:
             for event in events
             for endpoint in endpoints[(event.account_id, str(event.environment))]
             if event.type in (endpoint.event_types or ())
-            and not (
-                event.type == EventType.WEBHOOK_ENDPOINT_DISABLED.value
-                and (event.data or {}).get("endpoint_id") == endpoint.id
-            )
         ]
+        deliveries = await _not_about_themselves(deliveries)
         async with atomic() as tx:
             if deliveries:
                 await WebhookDelivery.bulk_create(
@@ -116,6 +120,26 @@ async def fan_out(*, batch: int = 1000) -> int:
         created += len(deliveries)
         if len(events) < batch:
             return created
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    id: str
+    account_id: str
+    environment: str
+    type: str
+
+
+async def _not_about_themselves(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
+    """An endpoint is not sent the event saying that it was disabled."""
+    about = [d.event_id for d in deliveries if d.event_type == EventType.WEBHOOK_ENDPOINT_DISABLED]
+    if not about:
+        return deliveries
+    subject = {
+        event_id: (data or {}).get("endpoint_id")
+        for event_id, data in await Event.filter(id__in=about).values_list("id", "data")
+    }
+    return [d for d in deliveries if subject.get(d.event_id, object()) != d.endpoint_id]
 
 
 async def enqueue_attempt(delivery: WebhookDelivery, delay: float | None = None) -> None:
