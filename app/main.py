@@ -36,6 +36,7 @@ from app.jobs import ArqQueue
 from app.logging import configure_logging
 from app.metrics import Metrics
 from app.ratelimit import RateLimiter
+from app.webhooks.delivery import close_client as close_webhook_client
 from rest_compat.handler import MethodNotAllowed, starlette_routes
 from rest_compat.openapi import build_openapi
 from rest_compat.table import ROUTES
@@ -222,6 +223,7 @@ def create_app(
                 await rt.jobs.close()
             await rt.bus.close()
             set_bus(None)
+            await close_webhook_client()
             if limiter is not None:
                 await limiter.close()
             await db.close_orm()

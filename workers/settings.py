@@ -13,6 +13,7 @@ from app.config import Settings, get_settings
 from app.events.bus import make_bus, set_bus
 from app.jobs import ArqQueue
 from app.logging import configure_logging
+from app.webhooks.delivery import close_client as close_webhook_client
 from workers.registry import JOB_TIMEOUTS, JOBS, PERIODIC
 
 
@@ -39,6 +40,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     if rt.bus is not None:
         await rt.bus.close()
         set_bus(None)
+    await close_webhook_client()
     await db.close_orm()
 
 

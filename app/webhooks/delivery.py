@@ -14,6 +14,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +46,45 @@ ATTEMPT_JOB = "deliver_webhook"
 USER_AGENT = "SyncAuction-Webhooks/1"
 
 _rng = random.Random()
+# Attempts running at once in one process: beyond this they wait (a burst of thousands of
+# events must not open thousands of connections or starve the database pool).
+MAX_CONCURRENT_ATTEMPTS = 32
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client() -> httpx.AsyncClient:
+    """One HTTP client per process (per event loop): connections are reused across attempts,
+    and building a client (TLS context, CA bundle) is paid once, not per delivery."""
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            timeout=TIMEOUT,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=MAX_CONCURRENT_ATTEMPTS * 2),
+        )
+        _clients[loop] = client
+    return client
+
+
+def _slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slot = _slots.get(loop)
+    if slot is None:
+        slot = _slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_ATTEMPTS)
+    return slot
+
+
+async def close_client() -> None:
+    """Close this process's delivery client (at shutdown)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
 
 
 def next_delay(attempts_made: int, retry_after: float | None = None) -> float | None:
@@ -67,8 +107,37 @@ def payload(event_type: str, created_at: datetime, data: dict[str, Any]) -> byte
 # -- fan-out --------------------------------------------------------------------------------
 
 
+@dataclass
+class _FanOutState:
+    running: bool = False
+    again: bool = False
+
+
+_fan_out_states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _FanOutState] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def fan_out(*, batch: int = 1000) -> int:
-    """Create the deliveries of committed events not fanned out yet; returns how many."""
+    """Create the deliveries of committed events not fanned out yet; returns how many. One
+    fan-out runs at a time per process: a call while one runs makes it look once more."""
+    state = _fan_out_states.setdefault(asyncio.get_running_loop(), _FanOutState())
+    if state.running:
+        state.again = True
+        return 0
+    state.running = True
+    try:
+        created = 0
+        while True:
+            state.again = False
+            created += await _fan_out(batch)
+            if not state.again:
+                return created
+    finally:
+        state.running = False
+
+
+async def _fan_out(batch: int) -> int:
     created = 0
     while True:
         # Only what routing needs: a sync's 100,000 product events are not loaded whole.
@@ -115,6 +184,15 @@ async def fan_out(*, batch: int = 1000) -> int:
                 .using_db(tx.connection)
                 .update(fanned_out_at=now)
             )
+        if deliveries:
+            # Another process may have fanned the same events out meanwhile: only the rows
+            # that exist under these ids are ours to send.
+            ours = set(
+                await WebhookDelivery.filter(id__in=[d.id for d in deliveries]).values_list(
+                    "id", flat=True
+                )
+            )
+            deliveries = [d for d in deliveries if d.id in ours]
         for delivery in deliveries:
             await enqueue_attempt(delivery)
         created += len(deliveries)
@@ -197,10 +275,9 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
         **headers,
     }
     try:
-        async with (
-            httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client,
-            client.stream("POST", url, content=body, headers=request_headers) as reply,
-        ):
+        async with _client().stream(
+            "POST", url, content=body, headers=request_headers, timeout=TIMEOUT
+        ) as reply:
             excerpt = b""
             async for chunk in reply.aiter_bytes():
                 excerpt += chunk
@@ -227,6 +304,11 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> Answer:
 async def attempt(delivery_id: str) -> str | None:
     """Make one attempt of a due delivery (the `deliver_webhook` job); idempotent: a delivery
     not due, or in flight elsewhere, is left alone."""
+    async with _slot():
+        return await _attempt(delivery_id)
+
+
+async def _attempt(delivery_id: str) -> str | None:
     now = datetime.now(UTC)
     # Claim: push the due time out by a lease, so no other worker sends it meanwhile. The
     # lease's end is also the token the outcome is written with (see below).
@@ -236,7 +318,7 @@ async def attempt(delivery_id: str) -> str | None:
     ).update(next_attempt_at=lease_until)
     if not claimed:
         return None
-    delivery = await WebhookDelivery.get(id=delivery_id).prefetch_related("endpoint", "event")
+    delivery = await WebhookDelivery.get(id=delivery_id).select_related("endpoint", "event")
     endpoint: WebhookEndpoint = delivery.endpoint
     event: Event = delivery.event
     if not endpoint.active:
