@@ -28,6 +28,16 @@ class SecretBox:
     def encrypt(self, value: Any) -> str:
         return self._fernet.encrypt(orjson.dumps(value)).decode()
 
+    def seal(self, data: bytes) -> bytes:
+        """Encrypt raw bytes (stored responses that may carry secrets)."""
+        return self._fernet.encrypt(data)
+
+    def open(self, token: bytes) -> bytes:
+        try:
+            return self._fernet.decrypt(token)
+        except InvalidToken as exc:
+            raise ValueError("stored data cannot be decrypted with the current secret key") from exc
+
     def decrypt(self, token: str) -> Any:
         try:
             return orjson.loads(self._fernet.decrypt(token.encode()))

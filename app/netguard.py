@@ -18,11 +18,27 @@ def _refused(param: str, why: str) -> InvalidInput:
     return InvalidInput(f"Invalid {param}: {why}.", code="url_not_allowed", param=param)
 
 
-async def ensure_public_url(url: str, *, param: str = "url") -> None:
-    """Raise 400 `url_not_allowed` for a URL this deployment must not call."""
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable, including what an IPv6 address embeds (mapped, 6to4, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None and not embedded.is_global:
+            return False
+    return address.is_global
+
+
+async def ensure_public_url(url: str, *, param: str = "url") -> list[str] | None:
+    """Raise 400 `url_not_allowed` for a URL this deployment must not call. Returns the checked
+    addresses (a caller connects to one of those, not to a second lookup that DNS rebinding
+    could answer differently), or None when any target is allowed."""
     settings = runtime.current().settings
     if settings.is_development or settings.allow_private_webhook_targets:
-        return
+        return None
     parts = urlsplit(url)
     if parts.scheme != "https":
         raise _refused(param, "must use https (credentials would travel in clear)")
@@ -35,12 +51,16 @@ async def ensure_public_url(url: str, *, param: str = "url") -> None:
         addresses = [literal]
     else:
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, parts.port or 443, type=socket.SOCK_STREAM
+            infos = await asyncio.wait_for(
+                asyncio.get_running_loop().getaddrinfo(
+                    host, parts.port or 443, type=socket.SOCK_STREAM
+                ),
+                timeout=10,
             )
-        except (socket.gaierror, UnicodeError):
+        except (socket.gaierror, UnicodeError, TimeoutError):
             raise _refused(param, f"{host} does not resolve") from None
         addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
     for address in addresses:
-        if not address.is_global:
+        if not _public(address):
             raise _refused(param, f"{host} is a private, loopback or link-local address")
+    return [str(address) for address in addresses]

@@ -45,6 +45,7 @@ class Migration(migrations.Migration):
                 ('event_type', fields.CharField(max_length=40)),
                 ('status', fields.CharEnumField(default=DeliveryStatus.PENDING, description='PENDING: pending\nDELIVERED: delivered\nFAILED: failed', enum_type=DeliveryStatus, max_length=10)),
                 ('attempts', fields.IntField(default=0)),
+                ('retry_base', fields.IntField(default=0)),
                 ('next_attempt_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('last_status_code', fields.IntField(null=True)),
                 ('last_error', fields.TextField(null=True, unique=False)),

@@ -45,6 +45,8 @@ class Receiver:
             return Response(status_code=302, headers={"location": "http://169.254.169.254/"})
         if isinstance(step, tuple) and step[0] == "big":
             return Response(b"x" * 5_000_000)
+        if isinstance(step, tuple) and step[0] == "nul":
+            return Response(b"ok\x00binary")
         if isinstance(step, tuple) and step[0] == "retry-after":
             return Response("busy", status_code=429, headers={"retry-after": str(step[1])})
         return Response(f"answer {step}", status_code=step)
@@ -414,3 +416,66 @@ async def test_an_attempt_that_outlives_its_lease_does_not_overwrite_its_success
     errors = sorted(a.error or "" for a in await WebhookAttempt.filter(delivery_id=delivery.id))
     assert errors == ["", "(lease lost)"]
     assert [h["webhook-id"] for h, _ in receiver.received] == [delivery.event_id] * 2
+
+
+async def test_odd_answers_and_hosts_are_failed_attempts_not_errors(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [("nul",)]
+    await make_product(tenant, "111111")
+    await settle()
+    [logged] = await WebhookAttempt.all()
+    assert (logged.status_code, logged.response_excerpt) == (200, "ok\ufffdbinary")
+
+    # A host that validates but cannot be encoded: a clear failed test send, not a 500.
+    snowman = await client.put(
+        f"/v1/webhooks/{hook['id']}", json={"url": "https://☃.example/hook"},
+        headers=tenant.headers(),
+    )  # fmt: skip
+    assert snowman.status_code == 200
+    tested = await client.post(f"/v1/webhooks/{hook['id']}/test", headers=tenant.headers())
+    assert tested.status_code == 200
+    assert tested.json()["data"]["ok"] is False
+    assert tested.json()["data"]["error"]
+
+
+async def test_a_replay_gets_a_fresh_retry_budget(
+    client, tenant: Tenant, receiver: Receiver, fast_schedule
+) -> None:
+    hook = await endpoint(client, tenant, receiver.url, ["product.created"])
+    receiver.script = [500] * len(fast_schedule)
+    await make_product(tenant, "111111")
+    await settle()
+    delivery = await WebhookDelivery.get(endpoint_id=hook["id"])
+    assert delivery.status is DeliveryStatus.FAILED
+    await client.put(f"/v1/webhooks/{hook['id']}", json={"active": True}, headers=tenant.headers())
+
+    receiver.script = [500, 200]  # one more failure after the replay must not disable it again
+    await webhooks.replay_delivery(tenant.principal(), delivery.id)
+    await settle()
+
+    delivery = await WebhookDelivery.get(id=delivery.id)
+    assert (delivery.status, delivery.attempts) == (
+        DeliveryStatus.DELIVERED,
+        len(fast_schedule) + 2,
+    )
+    assert (await WebhookEndpoint.get(id=hook["id"])).active is True
+
+
+async def test_the_connection_goes_to_the_checked_address(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production the delivery dials the address the guard checked (no second DNS lookup
+    that rebinding could answer differently); the Host header keeps the name."""
+    port = receiver.url.split(":")[2].split("/")[0]
+
+    async def checked(url: str, *, param: str = "url") -> list[str]:
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(sender, "ensure_public_url", checked)
+    answer = await sender.post(f"http://hooks.invalid:{port}/hook", b"{}", {})
+    assert answer.ok, answer
+    [(headers, _)] = receiver.received
+    assert headers["host"] == f"hooks.invalid:{port}"
+    assert headers["accept-encoding"] == "identity"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from tortoise.exceptions import IntegrityError
 
+from app import runtime
 from app.auth.principal import Principal
 from app.errors import Conflict, DomainError, InvalidInput
 from app.idempotency.models import IdempotencyRecord
@@ -68,7 +69,14 @@ async def run_once(
                 code="idempotency_in_progress",
                 param="Idempotency-Key",
             ) from None
-        return existing.status_code, bytes(existing.response_body or b""), True
+        try:
+            stored = runtime.current().secret_box.open(bytes(existing.response_body or b""))
+        except ValueError:  # written under another secret key: forget it, run again
+            await existing.delete()
+            return await run_once(
+                actor, key=key, method=method, path=path, body=body, query=query, run=run
+            )
+        return existing.status_code, stored, True
     try:
         status, body = await run()
     except DomainError as exc:
@@ -76,15 +84,20 @@ async def run_once(
             await record.delete()
             raise
         body = orjson.dumps({"error": exc.to_dict()})
-        record.status_code, record.response_body = exc.status_code, body
+        record.status_code, record.response_body = exc.status_code, _sealed(body)
         await record.save(update_fields=["status_code", "response_body"])
         raise
     except BaseException:
         await record.delete()
         raise
-    record.status_code, record.response_body = status, body
+    # Encrypted at rest: a response may carry a secret shown once (a webhook signing secret).
+    record.status_code, record.response_body = status, _sealed(body)
     await record.save(update_fields=["status_code", "response_body"])
     return status, body, False
+
+
+def _sealed(body: bytes) -> bytes:
+    return runtime.current().secret_box.seal(body)
 
 
 async def purge_expired() -> int:

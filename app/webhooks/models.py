@@ -58,6 +58,7 @@ class WebhookDelivery(Model):
     event_type = fields.CharField(max_length=40)
     status = fields.CharEnumField(DeliveryStatus, max_length=10, default=DeliveryStatus.PENDING)
     attempts = fields.IntField(default=0)
+    retry_base = fields.IntField(default=0)  # attempts made before the last replay
     next_attempt_at = fields.DatetimeField(null=True)
     last_status_code = fields.IntField(null=True)
     last_error = fields.TextField(null=True)

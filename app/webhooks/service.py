@@ -195,9 +195,21 @@ async def replay_delivery(actor: Principal, delivery_id: str) -> WebhookDelivery
             code="endpoint_disabled",
             param="id",
         )
+    now = datetime.now(UTC)
+    due = delivery.next_attempt_at
+    if delivery.status is DeliveryStatus.PENDING and due is not None and now < due:
+        from app.webhooks.delivery import LEASE
+
+        if due <= now + LEASE:
+            raise Conflict(
+                "An attempt of this delivery may be in flight; replay it in a minute.",
+                code="delivery_in_flight",
+            )
+    # A fresh retry budget: the schedule restarts from this replay.
     delivery.status = DeliveryStatus.PENDING
-    delivery.next_attempt_at = datetime.now(UTC)
-    await delivery.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    delivery.next_attempt_at = now
+    delivery.retry_base = delivery.attempts
+    await delivery.save(update_fields=["status", "next_attempt_at", "retry_base", "updated_at"])
     from app.webhooks import delivery as sender
 
     await sender.enqueue_attempt(delivery)
