@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -42,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from app import db, runtime
 from app.accounts.models import Environment
@@ -55,6 +53,7 @@ from app.products.models import Product
 from app.sync import service as sync
 from app.sync.models import Listing, ListingStatus, SyncJob, SyncStatus, SyncTrigger, SyncType
 from tests.conftest import TEST_SECRET, _run, _truncate, make_store, make_tenant, requires_postgres
+from tests.integration.threaded_server import serve_in_thread
 
 pytestmark = [pytest.mark.integration, requires_postgres]
 
@@ -161,51 +160,14 @@ async def _quietly(send: Any, message: dict[str, Any]) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Shop:
-    url: str
-    app: Any  # the WooCommerce simulator
-    gate: Gate
-
-    @property
-    def store(self) -> Any:
-        return self.app.state.store
-
-
 @contextlib.contextmanager
 def serve(gate: Gate) -> Iterator[str]:
-    """Serve `gate` (and the shop behind it) with uvicorn in a thread; yields its URL."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            gate,
-            host="127.0.0.1",
-            port=port,
-            interface="asgi3",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="woocommerce-simulator", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the WooCommerce simulator did not start"
-        assert time.monotonic() < deadline, "the WooCommerce simulator did not start in time"
-        time.sleep(0.01)
+    """Serve `gate` with uvicorn in a thread; yields its URL."""
     try:
-        yield f"http://127.0.0.1:{port}"
+        with serve_in_thread(gate, "woocommerce-simulator") as base:
+            yield base
     finally:
         gate.release.set()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- fixtures -------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from standardwebhooks import Webhook
 
 from app import db, runtime
@@ -58,6 +56,7 @@ from tests.conftest import (
     make_tenant,
     requires_postgres,
 )
+from tests.integration.threaded_server import serve_in_thread
 
 pytestmark = [pytest.mark.integration, requires_postgres]
 
@@ -120,40 +119,14 @@ async def _quietly(send: Any, message: dict[str, Any]) -> None:
         await send(message)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(receiver: Receiver) -> Iterator[str]:
     """Serve `receiver` with uvicorn in a thread; yields its URL."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            receiver,
-            host="127.0.0.1",
-            port=port,
-            interface="asgi3",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    thread = threading.Thread(target=server.run, name="webhook-receiver", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "the receiver did not start"
-        assert time.monotonic() < deadline, "the receiver did not start in time"
-        time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}/hook"
+        with serve_in_thread(receiver, "webhook-receiver") as base:
+            yield base + "/hook"
     finally:
         receiver.release.set()
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 # -- this process: the surviving worker -----------------------------------------------------
