@@ -49,6 +49,9 @@ _rng = random.Random()
 # Attempts running at once in one process: beyond this they wait (a burst of thousands of
 # events must not open thousands of connections or starve the database pool).
 MAX_CONCURRENT_ATTEMPTS = 32
+# Attempts due within this many seconds are queued as deferred jobs; later ones (minutes to
+# hours away) stay rows until the sweeper finds them due, not jobs sleeping in a queue.
+QUEUE_AHEAD = 300.0
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -423,7 +426,8 @@ async def _attempt(delivery_id: str) -> str | None:
         return None
     if delivery.status is DeliveryStatus.PENDING:
         delay = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
-        await enqueue_attempt(delivery, max(delay, 0.0))
+        if delay <= QUEUE_AHEAD:  # later attempts wait in the database for the sweeper
+            await enqueue_attempt(delivery, max(delay, 0.0))
     return delivery.status.value
 
 
