@@ -162,6 +162,8 @@ class GraphQLApp(GraphQL):
                     'Send {"authorization": "Bearer <key>"} in connection_init.'
                 )
             context["principal"] = await authenticate_api_key(token.strip())
+            # Kept in this connection's memory only: live streams re-check the key with it.
+            context["api_key"] = token.strip()
         except AuthenticationFailed as exc:
             raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
         return None

@@ -6,12 +6,14 @@ its own bounded queue (a slow client loses its oldest events, never stalls other
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from app.auth.service import authenticate_api_key
 from app.errors import ServiceUnavailable
 from app.events.bus import get_bus
 from app.sync import service as sync
@@ -22,6 +24,15 @@ from schema import types
 
 ORDER_EVENTS = frozenset({"order.received", "order.forwarded", "order.failed"})
 PROGRESS_EVERY = 0.5  # seconds between progress checks of a running sync
+RECHECK_EVERY = 30.0  # seconds between checks that a live stream's key is still valid
+
+
+async def _still_authorized(info: Info) -> None:
+    """A stream outlives its connection_init: every RECHECK_EVERY seconds the key must still be
+    valid (not revoked, plan unchanged), else the stream ends with the authentication error."""
+    key = info.context.get("api_key")
+    if key:
+        await authenticate_api_key(key)
 
 
 def _event(message: dict) -> types.Event:
@@ -44,8 +55,17 @@ async def _stream(info: Info, wanted: frozenset[str] | None) -> AsyncGenerator[t
         environment=str(principal.environment),
         types=wanted,
     ) as subscription:
+        checked = time.monotonic()
         while True:
-            yield _event(await subscription.queue.get())
+            try:
+                message = await asyncio.wait_for(subscription.queue.get(), RECHECK_EVERY)
+            except TimeoutError:
+                message = None
+            if time.monotonic() - checked >= RECHECK_EVERY:
+                await _still_authorized(info)
+                checked = time.monotonic()
+            if message is not None:
+                yield _event(message)
 
 
 async def events(
@@ -74,7 +94,11 @@ async def sync_progress(
     principal = actor(info)
     job = await sync.get_job(principal, sync_id)  # 404 for another tenant's job
     last = None
+    checked = time.monotonic()
     while True:
+        if time.monotonic() - checked >= RECHECK_EVERY:
+            await _still_authorized(info)
+            checked = time.monotonic()
         update = _progress(job)
         key = (update.status, update.phase, job.lots_processed, job.lots_total, job.stores)
         if key != last:

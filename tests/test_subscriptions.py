@@ -162,3 +162,28 @@ def _auth(key: str | None) -> dict[str, str]:
 
 
 __all__ = ["Tenant"]
+
+
+async def test_a_revoked_key_ends_its_live_stream(
+    live_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.auth import service as keys
+    from resolvers import events
+
+    monkeypatch.setattr(events, "RECHECK_EVERY", 0.2)
+    tenant = await make_tenant()
+    [live] = [
+        k
+        for k in await keys.list_keys(account_id=tenant.account_id)
+        if k.scopes == ["read", "write"] and k.prefix == "sa_live_"
+    ]
+    async with Client(transport=transport(live_url, tenant.live, PROTOCOLS[0])) as session:
+        stream = session.subscribe(gql("subscription { events { id } }"))
+        waiting = asyncio.ensure_future(stream.__anext__())
+        await asyncio.sleep(0.3)
+        await keys.revoke_key(live.id)
+        keys.forget_cached_principals()
+        with pytest.raises(Exception) as ended:
+            await asyncio.wait_for(waiting, 5)
+    assert "invalid_api_key" in str(ended.value)  # a revoked key is no key at all
