@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 import os
 import platform
 import socket
@@ -459,10 +460,35 @@ def round_ratio(numerator: Measurement, denominator: Measurement) -> float:
     return statistics.median(ratios) if ratios else float("nan")
 
 
-def goal(name: str, description: str, value: float, minimum: float) -> bool:
-    verdict = "PASS" if value >= minimum else "MISS"
-    print(f"GOAL {name}: {description} = {value:.2f} (goal >= {minimum:.2f}) {verdict}")
-    return verdict == "PASS"
+_RELATIONS = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
+VERDICTS: list[bool] = []  # every goal this process checked, for its exit status
+
+
+def goal(name: str, description: str, value: float, target: float, relation: str = ">=") -> bool:
+    """Print a `GOAL … PASS|MISS` line (run_all.py collects them) and remember the verdict."""
+    ok = bool(_RELATIONS[relation](value, target))
+    verdict = "PASS" if ok else "MISS"
+    print(
+        f"GOAL {name}: {description} = {value:.4g} (goal {relation} {target:g}) {verdict}",
+        flush=True,
+    )
+    VERDICTS.append(ok)
+    return ok
+
+
+async def create_migrated_database() -> tuple[str, str]:
+    """A throw-away database with every migration applied: (name, URL)."""
+    from app import db
+
+    name = f"syncauction_bench_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    url = _with_database(ADMIN_DATABASE_URL, name)
+    try:
+        await db.migrate(url)
+    except BaseException:
+        await drop_database(name)
+        raise
+    return name, url
 
 
 def run_async(coro: Any) -> Any:

@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from _harness import goal  # noqa: E402
 
 from app.connectors.shopify.client import ShopifyClient, product_input  # noqa: E402
 from app.connectors.shopify.simulator import create_simulator as shopify_simulator  # noqa: E402
@@ -35,13 +36,6 @@ from app.connectors.woocommerce.client import WooCommerceClient, product_payload
 from app.connectors.woocommerce.simulator import create_simulator as woo_simulator  # noqa: E402
 
 BUCKET, RESTORE = 1000, 100.0
-
-
-def goal(name: str, description: str, value: float, minimum: float, *, below: bool = False) -> None:
-    ok = value < minimum if below else value >= minimum
-    relation = "<" if below else ">="
-    verdict = "PASS" if ok else "MISS"
-    print(f"GOAL {name}: {description} = {value:.3f} (goal {relation} {minimum:g}) {verdict}")
 
 
 def lot(number: int) -> tuple[str, str, Decimal]:
@@ -70,7 +64,7 @@ async def shopify(count: int) -> None:
         f"(bucket {BUCKET} + {RESTORE:g}/s x {elapsed:.1f} s), {failed} with userErrors"
     )
     goal("B5", "Shopify budget used / allowed", stats.points_used / budget, 0.9)
-    goal("B5", "Shopify calls throttled", stats.throttled / max(stats.calls, 1), 0.01, below=True)
+    goal("B5", "Shopify calls throttled", stats.throttled / max(stats.calls, 1), 0.01, "<")
 
 
 async def woocommerce(count: int) -> None:
@@ -93,7 +87,7 @@ async def woocommerce(count: int) -> None:
         f"{len(result.errors)} item errors"
     )
     goal("B5", "WooCommerce objects per call / allowed", per_call / 100, 0.9)
-    goal("B5", "WooCommerce calls refused (413)", float(stats.too_large), 1, below=True)
+    goal("B5", "WooCommerce calls refused (413)", float(stats.too_large), 1, "<")
 
 
 def main() -> int:

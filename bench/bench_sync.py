@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -48,24 +47,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
-    ADMIN_DATABASE_URL,
-    _admin,
+    VERDICTS,
     _dsn,
-    _with_database,
+    create_migrated_database,
     drop_database,
+    goal,
 )
 
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 RSS_LIMIT_MB = 300.0
-results: list[bool] = []
-
-
-def goal(name: str, description: str, value: float, limit: float) -> bool:
-    ok = value <= limit
-    verdict = "PASS" if ok else "MISS"
-    print(f"GOAL {name}: {description} = {value:.3f} (goal <= {limit:g}) {verdict}", flush=True)
-    results.append(ok)
-    return ok
 
 
 def peak_rss_mb() -> float:
@@ -346,12 +336,13 @@ async def b3_upsert(url: str, lots: int, rounds: int) -> float:
         # Like for like: the products upsert against the raw products upsert, and the engine's
         # whole batch write (products and their outbox events) against the raw driver writing
         # the same products and events in the same transactions.
-        goal("B3a", "products upsert / raw COPY + ON CONFLICT", products_only / base, 2.0)
+        goal("B3a", "products upsert / raw COPY + ON CONFLICT", products_only / base, 2.0, "<=")
         goal(
             "B3a",
             "products + events / raw COPY of the same products + events",
             med["ours"] / med["base+events"],
             2.0,
+            "<=",
         )
         print(
             f"B3a: for information, products + events / raw products only = "
@@ -520,7 +511,7 @@ def b3_ingest(url: str, lots: int, base: float | None, profile: bool) -> None:
         print(
             f"B3b: full-sync ingest (fetching phase) / raw asyncpg baseline = {ingest / base:.2f}"
         )
-    goal("B3b", "peak RSS of the sync process, MB", out["peak_rss_mb"], RSS_LIMIT_MB)
+    goal("B3b", "peak RSS of the sync process, MB", out["peak_rss_mb"], RSS_LIMIT_MB, "<=")
 
 
 def b4(url: str, lots: int, profile: bool) -> None:
@@ -536,28 +527,15 @@ def b4(url: str, lots: int, profile: bool) -> None:
     print(
         f"B4: peak RSS of the sync process (store simulator included) {out['peak_rss_mb']:.0f} MB"
     )
-    goal("B4", "delta time / full time", delta["seconds"] / full["seconds"], 0.05)
+    goal("B4", "delta time / full time", delta["seconds"] / full["seconds"], 0.05, "<=")
     goal(
         "B4",
         "delta store writes / full store writes",
         delta["store_written"] / max(full["store_written"], 1),
         0.03,
+        "<=",
     )
-    goal("B4", "no-op delta store writes", float(noop["store_written"]), 0)
-
-
-async def create_database() -> tuple[str, str]:
-    from app import db
-
-    name = f"syncauction_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = _with_database(ADMIN_DATABASE_URL, name)
-    try:
-        await db.migrate(url)
-    except BaseException:
-        await drop_database(name)
-        raise
-    return name, url
+    goal("B4", "no-op delta store writes", float(noop["store_written"]), 0, "<=")
 
 
 def main() -> int:
@@ -577,7 +555,7 @@ def main() -> int:
         return 0
 
     print(f"B3/B4  sync engine, {args.lots} lots, {os.cpu_count()} CPU(s)", flush=True)
-    name, url = asyncio.run(create_database())
+    name, url = asyncio.run(create_migrated_database())
     try:
         print(f"PostgreSQL: {asyncio.run(server_settings(url))}", flush=True)
         base = None
@@ -591,7 +569,7 @@ def main() -> int:
         return 2
     finally:
         asyncio.run(drop_database(name))
-    return 0 if all(results) else 1
+    return 0 if all(VERDICTS) else 1
 
 
 async def server_settings(url: str) -> str:

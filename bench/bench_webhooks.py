@@ -60,30 +60,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from _harness import (  # noqa: E402
-    ADMIN_DATABASE_URL,
     CLIENT_CPUS,
     SERVER_CPUS,
-    _admin,
+    VERDICTS,
     _pin,
-    _with_database,
+    create_migrated_database,
     drop_database,
     free_port,
+    goal,
 )
 
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 EVENT_TYPE = "product.updated"
 KEEP_UP_SHARE = 0.975  # paced: arrival rate at the sink >= this share of the offered rate
 THROUGHPUT_RATIO = 0.5
-results: list[bool] = []
-
-
-def goal(name: str, description: str, value: float, limit: float, *, at_least: bool) -> bool:
-    ok = value >= limit if at_least else value <= limit
-    verdict = "PASS" if ok else "MISS"
-    sign = ">=" if at_least else "<="
-    print(f"GOAL {name}: {description} = {value:.3g} (goal {sign} {limit:g}) {verdict}", flush=True)
-    results.append(ok)
-    return ok
 
 
 def event_data(number: int) -> dict[str, Any]:
@@ -479,20 +469,6 @@ def report(rows: list[dict[str, Any]]) -> None:
         )
 
 
-async def create_database() -> tuple[str, str]:
-    from app import db
-
-    name = f"syncauction_bench_{uuid.uuid4().hex[:10]}"
-    await _admin(f'CREATE DATABASE "{name}"')
-    url = _with_database(ADMIN_DATABASE_URL, name)
-    try:
-        await db.migrate(url)
-    except BaseException:
-        await drop_database(name)
-        raise
-    return name, url
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description="B6: webhook deliveries vs a raw httpx loop")
     parser.add_argument("--events", type=int, default=3000)
@@ -533,7 +509,7 @@ def main() -> int:
     )
     common = ["--events", str(args.events), "--rate", str(args.rate)]
     sink = Sink()
-    name, url = asyncio.run(create_database())
+    name, url = asyncio.run(create_migrated_database())
     try:
         sink.start()
         raw = [*common, "--raw-child", sink.url, "--concurrency", str(args.concurrency)]
@@ -580,23 +556,23 @@ def main() -> int:
         "delivery throughput / raw httpx loop throughput (unpaced)",
         app_burst["throughput"] / raw_burst["throughput"],
         THROUGHPUT_RATIO,
-        at_least=True,
+        ">=",
     )
     goal(
         "B6",
         f"paced arrival rate at the sink, deliveries/s (offered {args.rate:g}/s)",
         app_paced["arrival_rate"],
         args.rate * KEEP_UP_SHARE,
-        at_least=True,
+        ">=",
     )
     goal(
         "B6",
         "lost deliveries (paced + unpaced)",
         float(app_paced["lost"] + app_burst["lost"]),
         0,
-        at_least=False,
+        "<=",
     )
-    return 0 if all(results) else 1
+    return 0 if all(VERDICTS) else 1
 
 
 if __name__ == "__main__":
