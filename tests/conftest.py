@@ -126,19 +126,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
     return url
 
 
+def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Embedded-mode development settings on an already migrated database, without the demo."""
+    values: dict[str, Any] = {
+        "env": "development",
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "redis_url": None,
+        "secret_key": TEST_SECRET,
+        "auto_migrate": False,
+        "demo": False,
+        "log_level": "WARNING",
+    }
+    return Settings(**{**values, **overrides})
+
+
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        env="development",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=None,
-        secret_key=TEST_SECRET,
-        auto_migrate=False,
-        demo=False,
-        log_level="WARNING",
-        simulator_catalog_size=60,
-    )
+    return make_settings(database_url, tmp_path / "data", simulator_catalog_size=60)
 
 
 @pytest.fixture

@@ -52,7 +52,14 @@ from app.ids import new_id
 from app.products.models import Product
 from app.sync import service as sync
 from app.sync.models import Listing, ListingStatus, SyncJob, SyncStatus, SyncTrigger, SyncType
-from tests.conftest import TEST_SECRET, _run, _truncate, make_store, make_tenant, requires_postgres
+from tests.conftest import (
+    _run,
+    _truncate,
+    make_settings,
+    make_store,
+    make_tenant,
+    requires_postgres,
+)
 from tests.integration.threaded_server import serve_in_thread
 
 pytestmark = [pytest.mark.integration, requires_postgres]
@@ -176,15 +183,9 @@ def serve(gate: Gate) -> Iterator[str]:
 @pytest.fixture
 def resume_settings(postgres_url: str, tmp_path: Path) -> Settings:
     _run(_truncate(postgres_url))
-    return Settings(
-        env="development",
-        data_dir=tmp_path / "data",
-        database_url=postgres_url,
-        redis_url=None,
-        secret_key=TEST_SECRET,
-        auto_migrate=False,
-        demo=False,
-        log_level="WARNING",
+    return make_settings(
+        postgres_url,
+        tmp_path / "data",
         simulator_catalog_size=SIZE,
         simulator_seed=SEED,
         sync_batch_size=SYNC_BATCH,

@@ -49,10 +49,10 @@ from app.webhooks import delivery as sender
 from app.webhooks import service as webhooks
 from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
 from tests.conftest import (
-    TEST_SECRET,
     _run,
     _truncate,
     make_product,
+    make_settings,
     make_tenant,
     requires_postgres,
 )
@@ -155,16 +155,7 @@ class RecordingQueue:
 @pytest.fixture
 def worker_settings(postgres_url: str, tmp_path: Path) -> Settings:
     _run(_truncate(postgres_url))
-    return Settings(
-        env="development",
-        data_dir=tmp_path / "data",
-        database_url=postgres_url,
-        redis_url=None,
-        secret_key=TEST_SECRET,
-        auto_migrate=False,
-        demo=False,
-        log_level="WARNING",
-    )
+    return make_settings(postgres_url, tmp_path / "data")
 
 
 @pytest.fixture
