@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from tortoise.router import router
@@ -20,6 +20,9 @@ from app.pricing.service import tenant_pricing
 from app.products.models import Product, ProductStatus
 from app.sync.diff import listing_hash
 from app.tenancy import get_owned, owned
+
+if TYPE_CHECKING:
+    from app.sync.upsert import ProductRow
 
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
@@ -251,8 +254,9 @@ async def create_product(actor: Principal, *, lot: LotInput) -> Product:
     return product
 
 
-def product_event_data(product: Product) -> dict[str, Any]:
-    """The documented `product.*` webhook payload `data`."""
+def product_event_data(product: Product | ProductRow) -> dict[str, Any]:
+    """The documented `product.*` webhook payload `data`, of a stored product or of the row a
+    sync is writing."""
     return {
         "product_id": product.id,
         "sku": product.sku,

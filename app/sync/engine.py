@@ -380,7 +380,7 @@ class SyncRun:
                 if current is None or revived or change.kind is ChangeKind.CREATED
                 else EventType.PRODUCT_UPDATED
             )
-            data = _event_data(row)
+            data = product_event_data(row)
             if kind is EventType.PRODUCT_UPDATED and current is not None:
                 data["changed"] = _changed(current, row)
                 counters.updated += 1
@@ -801,22 +801,6 @@ def _store_json(outcome: _StoreOutcome) -> dict[str, Any]:
 
 def _lot_key(ha_lot: str) -> tuple[int, str]:
     return (len(ha_lot), ha_lot) if ha_lot.isdigit() else (1 << 30, ha_lot)
-
-
-def _event_data(row: ProductRow) -> dict[str, Any]:
-    return {
-        "product_id": row.id,
-        "sku": row.sku,
-        "ha_lot": row.ha_lot,
-        "title": row.title,
-        "price": float(row.price),
-        "cost": float(row.cost),
-        "margin": float(row.margin),
-        "metal": row.metal,
-        "grade": row.grade,
-        "service": row.service,
-        "images": list(row.images),
-    }
 
 
 def _changed(current: Product, row: ProductRow) -> list[str]:
