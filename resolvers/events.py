@@ -1,23 +1,18 @@
-"""Subscription resolvers: live events for dashboards, over the websocket.
-
-Each subscription is one bus subscription scoped to the caller's account and environment, with
-its own bounded queue (a slow client loses its oldest events, never stalls others)."""
+"""Subscription resolvers: thin adapters over `app.events.service.live_events` and
+`app.sync.service.watch_job`, re-checking the connection's key as the stream goes on."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncGenerator
-from typing import Annotated
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types import Info
 
 from app.auth.service import authenticate_api_key
-from app.errors import ServiceUnavailable
-from app.events.bus import get_bus
+from app.events.service import live_events
 from app.sync import service as sync
-from app.sync.models import SyncJob, SyncStatus
+from app.sync.models import SyncJob
 from resolvers.common import actor
 from resolvers.sync import to_type as sync_job_type
 from schema import types
@@ -27,15 +22,13 @@ PROGRESS_EVERY = 0.5  # seconds between progress checks of a running sync
 RECHECK_EVERY = 30.0  # seconds between checks that a live stream's key is still valid
 
 
-async def _still_authorized(info: Info) -> None:
-    """A stream outlives its connection_init: every RECHECK_EVERY seconds the key must still be
-    valid (not revoked, plan unchanged), else the stream ends with the authentication error."""
+def _key_check(info: Info) -> Callable[[], Awaitable[Any]] | None:
+    """Re-authenticates the connection's key (revoked: the stream ends with the error)."""
     key = info.context.get("api_key")
-    if key:
-        await authenticate_api_key(key)
+    return (lambda: authenticate_api_key(key)) if key else None
 
 
-def _event(message: dict) -> types.Event:
+def _event(message: dict[str, Any]) -> types.Event:
     return types.Event(
         id=message["id"],
         event=message["event"],
@@ -45,27 +38,10 @@ def _event(message: dict) -> types.Event:
 
 
 async def _stream(info: Info, wanted: frozenset[str] | None) -> AsyncGenerator[types.Event, None]:
-    principal = actor(info)
-    principal.require("events:read")
-    bus = get_bus()
-    if bus is None:
-        raise ServiceUnavailable("Live events are unavailable right now.", retry_after=5)
-    async with bus.subscribe(
-        account_id=principal.account_id,
-        environment=str(principal.environment),
-        types=wanted,
-    ) as subscription:
-        checked = time.monotonic()
-        while True:
-            try:
-                message = await asyncio.wait_for(subscription.queue.get(), RECHECK_EVERY)
-            except TimeoutError:
-                message = None
-            if time.monotonic() - checked >= RECHECK_EVERY:
-                await _still_authorized(info)
-                checked = time.monotonic()
-            if message is not None:
-                yield _event(message)
+    async for message in live_events(
+        actor(info), types=wanted, still_valid=_key_check(info), recheck_every=RECHECK_EVERY
+    ):
+        yield _event(message)
 
 
 async def events(
@@ -91,23 +67,14 @@ async def sync_progress(
 ) -> AsyncGenerator[types.SyncProgressUpdate, None]:
     """The job's progress now, then at each change until it finishes (the last update has
     status COMPLETED or FAILED, and the stream ends)."""
-    principal = actor(info)
-    job = await sync.get_job(principal, sync_id)  # 404 for another tenant's job
-    last = None
-    checked = time.monotonic()
-    while True:
-        if time.monotonic() - checked >= RECHECK_EVERY:
-            await _still_authorized(info)
-            checked = time.monotonic()
-        update = _progress(job)
-        key = (update.status, update.phase, job.lots_processed, job.lots_total, job.stores)
-        if key != last:
-            last = key
-            yield update
-        if job.status in (SyncStatus.COMPLETED, SyncStatus.FAILED):
-            return
-        await asyncio.sleep(PROGRESS_EVERY)
-        job = await SyncJob.get(id=job.id)
+    async for job in sync.watch_job(
+        actor(info),
+        sync_id,
+        every=PROGRESS_EVERY,
+        still_valid=_key_check(info),
+        recheck_every=RECHECK_EVERY,
+    ):
+        yield _progress(job)
 
 
 def _progress(job: SyncJob) -> types.SyncProgressUpdate:

@@ -4,15 +4,18 @@ failed (or whose process died after commit) stays unpublished and the sweeper jo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from app.auth.principal import Principal
+from app.errors import ServiceUnavailable
 from app.events.bus import get_bus
 from app.events.models import Event
 from app.events.types import EventType
@@ -110,3 +113,36 @@ async def publish_pending_events(*, older_than_seconds: float = 5.0, batch: int 
         .limit(batch)
     )
     return await publish_events(list(pending))
+
+
+Check = Callable[[], Awaitable[None]]
+
+
+async def live_events(
+    actor: Principal,
+    *,
+    types: frozenset[str] | None = None,
+    still_valid: Check | None = None,
+    recheck_every: float = 30.0,
+) -> AsyncIterator[dict[str, Any]]:
+    """The caller's events as they are published (bus messages), optionally only `types`. A
+    stream outlives the check that opened it: every `recheck_every` seconds `still_valid` runs
+    and ends the stream by raising (a revoked key)."""
+    actor.require("events:read")
+    bus = get_bus()
+    if bus is None:
+        raise ServiceUnavailable("Live events are unavailable right now.", retry_after=5)
+    async with bus.subscribe(
+        account_id=actor.account_id, environment=str(actor.environment), types=types
+    ) as subscription:
+        checked = time.monotonic()
+        while True:
+            try:
+                message = await asyncio.wait_for(subscription.queue.get(), recheck_every)
+            except TimeoutError:
+                message = None
+            if still_valid is not None and time.monotonic() - checked >= recheck_every:
+                await still_valid()
+                checked = time.monotonic()
+            if message is not None:
+                yield message

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -169,6 +171,33 @@ async def first_sync(account_id: str, environment: Environment) -> SyncJob | Non
 async def get_job(actor: Principal, sync_id: str) -> SyncJob:
     actor.require("sync:read")
     return await get_owned(SyncJob, actor, sync_id, prefix="sync", noun="sync job")
+
+
+async def watch_job(
+    actor: Principal,
+    sync_id: str,
+    *,
+    every: float = 0.5,
+    still_valid: Callable[[], Awaitable[None]] | None = None,
+    recheck_every: float = 30.0,
+) -> AsyncIterator[SyncJob]:
+    """The job now, then each time its progress changes, ending once it has finished (the last
+    one yielded is completed or failed). `still_valid` runs every `recheck_every` seconds."""
+    job = await get_job(actor, sync_id)  # 404 for another tenant's job
+    last = None
+    checked = time.monotonic()
+    while True:
+        if still_valid is not None and time.monotonic() - checked >= recheck_every:
+            await still_valid()
+            checked = time.monotonic()
+        key = (job.status, job.phase, job.lots_processed, job.lots_total, job.stores)
+        if key != last:
+            last = key
+            yield job
+        if job.status in (SyncStatus.COMPLETED, SyncStatus.FAILED):
+            return
+        await asyncio.sleep(every)
+        job = await SyncJob.get(id=job.id)
 
 
 async def list_jobs(actor: Principal, *, page: PageParams) -> Page[SyncJob]:
