@@ -31,6 +31,7 @@ from app.auth.service import authenticate_api_key
 from app.config import Settings, get_settings
 from app.errors import AuthenticationFailed, DomainError, NotFound
 from app.events.bus import make_bus, set_bus
+from app.events.service import flush_published_marks
 from app.idempotency import service as idempotency
 from app.jobs import ArqQueue
 from app.logging import configure_logging
@@ -223,6 +224,8 @@ def create_app(
                 await runner.close()
             elif rt.jobs is not None:
                 await rt.jobs.close()
+            with contextlib.suppress(Exception):  # unmarked events are published again later
+                await flush_published_marks()
             await rt.bus.close()
             set_bus(None)
             await close_webhook_client()

@@ -16,7 +16,7 @@ from app.accounts.models import Environment
 from app.events import bus as bus_module
 from app.events.bus import InProcessBus
 from app.events.models import Event
-from app.events.service import atomic, emit, publish_pending_events
+from app.events.service import atomic, emit, flush_published_marks, publish_pending_events
 from app.events.types import EventType
 from app.ids import new_id
 from app.jobs import InProcessQueue, enqueue
@@ -245,7 +245,10 @@ async def test_event_reaches_subscriber_only_after_commit_with_documented_shape(
     assert message["account_id"] == tenant.account_id
     assert message["environment"] == "live"
     assert set(message) == {"id", "event", "timestamp", "data", "account_id", "environment"}
-    assert row.published_at is not None and row.type == "product.updated"
+    assert row.type == "product.updated"
+    assert row.published_at is None  # marked with the next batch, a moment later
+    await flush_published_marks()
+    assert (await Event.get(id=event.id)).published_at is not None
 
 
 async def test_event_is_neither_stored_nor_published_when_the_transaction_fails(app, tenant):

@@ -397,7 +397,7 @@ async def test_an_attempt_that_outlives_its_lease_does_not_overwrite_its_success
 
     monkeypatch.setattr(sender, "LEASE", timedelta(seconds=0.2))
 
-    async def not_queued(delivery: Any, delay: float | None = None) -> None:
+    async def not_queued(*args: Any) -> None:
         return None  # this test plays both workers itself
 
     monkeypatch.setattr(sender, "enqueue_attempt", not_queued)
@@ -479,3 +479,63 @@ async def test_the_connection_goes_to_the_checked_address(
     [(headers, _)] = receiver.received
     assert headers["host"] == f"hooks.invalid:{port}"
     assert headers["accept-encoding"] == "identity"
+
+
+async def test_a_second_process_routing_the_same_events_sends_nothing_twice(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.events import service as events
+
+    first = await endpoint(client, tenant, receiver.url, ["product.created"])
+    second = await endpoint(client, tenant, receiver.url, ["product.created", "sync.completed"])
+    await endpoint(client, tenant, receiver.url, ["sync.completed"])  # not routed these
+    queued: list[str] = []
+
+    async def record(delivery_id: str, *args: Any) -> None:
+        queued.append(delivery_id)
+
+    async def not_requested() -> None:
+        return None  # the two fan-outs below are the only ones
+
+    monkeypatch.setattr(sender, "enqueue_attempt", record)
+    monkeypatch.setattr(events, "_fan_out_soon", not_requested)
+    for number in range(6):
+        await make_product(tenant, f"{700000 + number}")
+
+    # Two processes read the same unrouted events; the first commits its deliveries, then
+    # the second, which read the events before that commit, tries to write its own.
+    first_process = await sender._fan_out(1000)
+    await Event.all().update(fanned_out_at=None)  # what the second process had read
+    second_process = await sender._fan_out(1000)
+
+    deliveries = await WebhookDelivery.all()
+    assert (first_process, second_process) == (12, 0)
+    assert len(deliveries) == 12  # six events x the two endpoints subscribed to them
+    assert {d.endpoint_id for d in deliveries} == {first["id"], second["id"]}
+    assert sorted(queued) == sorted(d.id for d in deliveries)  # each queued by one process
+    assert not await Event.filter(fanned_out_at=None).exists()
+
+
+async def test_commits_of_one_moment_share_one_fan_out(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.events import service as events
+
+    await endpoint(client, tenant, receiver.url, ["product.created"])
+    queue = runtime.current().jobs
+    requested: list[str | None] = []
+    enqueue = queue.enqueue
+
+    async def counting(name: str, *args: Any, **kwargs: Any) -> str | None:
+        if name == "fan_out_webhooks":
+            requested.append(kwargs.get("job_id"))
+        return await enqueue(name, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "enqueue", counting)
+    monkeypatch.setattr(events, "_window", lambda: 89_500_000_000)  # all in one window
+    for number in range(8):
+        await make_product(tenant, f"{710000 + number}")
+
+    assert requested == ["fan-out:89500000000"]
+    await settle()
+    assert len(receiver.received) == 8

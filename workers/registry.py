@@ -32,3 +32,9 @@ PERIODIC: list[tuple[str, int]] = [
 # Seconds a job may run under arq (default 600). A sync of a large catalog takes a while; a
 # sync that outlives its timeout is resumed by `resume_stalled_syncs`.
 JOB_TIMEOUTS: dict[str, int] = {"run_sync": 4 * 3600}
+
+# Seconds arq keeps a job's result (default 3600), which also blocks its job id from being
+# queued again. The fan-out and each delivery attempt are queued many times a second under
+# id schemes that only need to hold while queued, so they keep nothing (Redis would otherwise
+# hold a result per attempt for an hour).
+JOB_KEEP_RESULT: dict[str, int] = {"fan_out_webhooks": 0, "deliver_webhook": 0}

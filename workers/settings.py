@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from arq import cron
@@ -11,10 +12,11 @@ from arq.worker import Function, func
 from app import db, runtime
 from app.config import Settings, get_settings
 from app.events.bus import make_bus, set_bus
+from app.events.service import flush_published_marks
 from app.jobs import ArqQueue
 from app.logging import configure_logging
 from app.webhooks.delivery import close_client as close_webhook_client
-from workers.registry import JOB_TIMEOUTS, JOBS, PERIODIC
+from workers.registry import JOB_KEEP_RESULT, JOB_TIMEOUTS, JOBS, PERIODIC
 
 
 def _cron_schedule(every_seconds: int) -> dict[str, set[int] | None]:
@@ -37,6 +39,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     rt = runtime.current()
+    with contextlib.suppress(Exception):  # unmarked events are published again later
+        await flush_published_marks()
     if rt.bus is not None:
         await rt.bus.close()
         set_bus(None)
@@ -49,7 +53,13 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     if not settings.redis_url:
         raise ValueError("SYNCAUCTION_REDIS_URL is not set: the worker needs Redis")
     functions: list[Function] = [
-        func(fn, name=name, timeout=JOB_TIMEOUTS.get(name, 600)) for name, fn in JOBS.items()
+        func(
+            fn,
+            name=name,
+            timeout=JOB_TIMEOUTS.get(name, 600),
+            keep_result=JOB_KEEP_RESULT.get(name),
+        )
+        for name, fn in JOBS.items()
     ]
     cron_jobs = [
         cron(JOBS[name], name=f"cron:{name}", run_at_startup=True, **_cron_schedule(every))
@@ -62,6 +72,8 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         "on_startup": startup,
         "on_shutdown": shutdown,
         "ctx": {"settings": settings},
-        "max_jobs": 10,
+        # Most jobs wait on the network (deliveries, store pushes); long syncs must not take
+        # every slot. Webhook attempts are further capped per process (32 at once).
+        "max_jobs": 100,
         "keep_result": 3600,
     }

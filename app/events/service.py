@@ -1,6 +1,10 @@
 """The outbox: `emit()` writes an Event row inside the caller's transaction; once that
 transaction commits, `atomic()` publishes the events on the bus. An event whose publication
-failed (or whose process died after commit) stays unpublished and the sweeper job sends it."""
+failed (or whose process died after commit) stays unpublished and the sweeper job sends it.
+
+Published events are marked (`published_at`) in batches a moment later, one UPDATE for every
+commit of that moment rather than one per commit. A process that dies in between leaves its
+last events unmarked; the sweeper publishes them again, so the bus is at least once."""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from app import sqltext
 from app.auth.principal import Principal
 from app.errors import ServiceUnavailable
 from app.events.bus import get_bus
@@ -45,15 +51,34 @@ async def atomic() -> AsyncIterator[Transaction]:
         await _fan_out_soon()
 
 
+# Commits within one window share a fan-out, queued to run just after the window closes: under
+# load one fan-out routes many events, and an event waits at most this long to be routed (the
+# periodic fan-out catches anything a lost request misses).
+FAN_OUT_WINDOW = 0.02
+_fan_out_requested: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _window() -> int:
+    return int(time.time() / FAN_OUT_WINDOW)
+
+
 async def _fan_out_soon() -> None:
-    """Ask for webhook deliveries of what was just committed (at most one request a second;
-    the periodic fan-out catches anything this misses)."""
+    """Ask for the webhook deliveries of what was just committed."""
     from app import jobs, runtime
 
+    window = _window()
+    loop = asyncio.get_running_loop()
+    if _fan_out_requested.get(loop) == window:  # this process asked already
+        return
     try:
         if runtime.current().jobs is None:
             return
-        await jobs.enqueue("fan_out_webhooks", job_id=f"fan-out:{int(time.time())}")
+        await jobs.enqueue(
+            "fan_out_webhooks", job_id=f"fan-out:{window}", defer_seconds=FAN_OUT_WINDOW
+        )
+        _fan_out_requested[loop] = window
     except Exception:
         logger.warning("could not queue the webhook fan-out", exc_info=True)
 
@@ -86,8 +111,9 @@ def format_timestamp(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def publish_events(events: list[Event]) -> int:
-    """Publish committed events and mark them; failures are left for the sweeper."""
+async def publish_events(events: list[Event], *, mark_now: bool = False) -> int:
+    """Publish committed events and have them marked (at once with `mark_now`, else with the
+    next batch); failures are left for the sweeper."""
     bus = get_bus()
     if bus is None:
         return 0
@@ -99,9 +125,69 @@ async def publish_events(events: list[Event]) -> int:
             logger.exception("publishing %s failed; the sweeper will retry", event.id)
             continue
         published.append(event.id)
-    if published:
-        await Event.filter(id__in=published).update(published_at=datetime.now(UTC))
+    marks = _marks()
+    marks.add(published)
+    if mark_now:
+        await marks.flush()
     return len(published)
+
+
+MARK_DELAY = 0.05  # seconds published ids wait to be marked together
+_MARK_CHUNK = 1000
+
+
+class _PublishedMarks:
+    """Ids published on the bus but not yet marked in the database (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, ids: list[str]) -> None:
+        self.ids += ids
+        if self.ids and self.task is None:
+            self.task = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(MARK_DELAY)
+        self.task = None
+        try:
+            await self.flush()
+        except Exception:  # left unmarked: the sweeper publishes them again
+            logger.exception("marking published events failed")
+
+    async def flush(self) -> None:
+        ids, self.ids = self.ids, []
+        now = datetime.now(UTC)
+        connection = Event._meta.db
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = ids[start : start + _MARK_CHUNK]
+            await sqltext.execute(
+                connection,
+                f"UPDATE events SET published_at = {{}} WHERE id IN ({sqltext.params(len(chunk))})",
+                now,
+                *chunk,
+            )
+
+
+_published_marks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _PublishedMarks] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _marks() -> _PublishedMarks:
+    return _published_marks.setdefault(asyncio.get_running_loop(), _PublishedMarks())
+
+
+async def flush_published_marks() -> None:
+    """Mark what this process published and has not marked yet (at shutdown, and in tests)."""
+    marks = _published_marks.get(asyncio.get_running_loop())
+    if marks is None:
+        return
+    if marks.task is not None:
+        marks.task.cancel()
+        marks.task = None
+    await marks.flush()
 
 
 async def publish_pending_events(*, older_than_seconds: float = 5.0, batch: int = 500) -> int:
@@ -112,7 +198,7 @@ async def publish_pending_events(*, older_than_seconds: float = 5.0, batch: int 
         .order_by("id")
         .limit(batch)
     )
-    return await publish_events(list(pending))
+    return await publish_events(list(pending), mark_now=True)
 
 
 Check = Callable[[], Awaitable[None]]

@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 import orjson
+from tortoise import fields
 
-from app import jobs
+from app import jobs, sqltext
 from app.connectors.http import read_retry_after
 from app.errors import InvalidInput
 from app.events.models import Event
@@ -30,7 +31,7 @@ from app.events.service import atomic, emit, format_timestamp
 from app.events.types import EventType
 from app.ids import new_id
 from app.netguard import ensure_public_url
-from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from app.webhooks.service import signing_secrets
 from app.webhooks.signing import headers as signed_headers
 
@@ -52,6 +53,10 @@ MAX_CONCURRENT_ATTEMPTS = 32
 # Attempts due within this many seconds are queued as deferred jobs; later ones (minutes to
 # hours away) stay rows until the sweeper finds them due, not jobs sleeping in a queue.
 QUEUE_AHEAD = 300.0
+# Column converters for rows read with hand-written SQL (SQLite returns text, PostgreSQL
+# returns datetimes; both return JSON as text).
+_datetime = fields.DatetimeField()
+_json = fields.JSONField()
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
     weakref.WeakKeyDictionary()
 )
@@ -140,67 +145,19 @@ async def fan_out(*, batch: int = 1000) -> int:
         state.running = False
 
 
-async def _fan_out(batch: int) -> int:
-    created = 0
-    while True:
-        # Only what routing needs: a sync's 100,000 product events are not loaded whole.
-        events = [
-            _Routed(*row)
-            for row in await Event.filter(fanned_out_at=None)
-            .order_by("id")
-            .limit(batch)
-            .values_list("id", "account_id", "environment", "type")
-        ]
-        if not events:
-            return created
-        endpoints: dict[tuple[str, str], list[WebhookEndpoint]] = {}
-        tenants = {(e.account_id, str(e.environment)) for e in events}
-        for account_id, environment in tenants:
-            endpoints[(account_id, environment)] = list(
-                await WebhookEndpoint.filter(
-                    account_id=account_id, environment=environment, active=True
-                )
-            )
-        now = datetime.now(UTC)
-        deliveries = [
-            WebhookDelivery(
-                id=new_id("whd"),
-                account_id=event.account_id,
-                environment=event.environment,
-                endpoint_id=endpoint.id,
-                event_id=event.id,
-                event_type=event.type,
-                next_attempt_at=now,
-            )
-            for event in events
-            for endpoint in endpoints[(event.account_id, str(event.environment))]
-            if event.type in (endpoint.event_types or ())
-        ]
-        deliveries = await _not_about_themselves(deliveries)
-        async with atomic() as tx:
-            if deliveries:
-                await WebhookDelivery.bulk_create(
-                    deliveries, using_db=tx.connection, ignore_conflicts=True
-                )
-            await (
-                Event.filter(id__in=[e.id for e in events])
-                .using_db(tx.connection)
-                .update(fanned_out_at=now)
-            )
-        if deliveries:
-            # Another process may have fanned the same events out meanwhile: only the rows
-            # that exist under these ids are ours to send.
-            ours = set(
-                await WebhookDelivery.filter(id__in=[d.id for d in deliveries]).values_list(
-                    "id", flat=True
-                )
-            )
-            deliveries = [d for d in deliveries if d.id in ours]
-        for delivery in deliveries:
-            await enqueue_attempt(delivery)
-        created += len(deliveries)
-        if len(events) < batch:
-            return created
+_UNROUTED = (
+    "SELECT id, account_id, environment, type FROM events"
+    " WHERE fanned_out_at IS NULL ORDER BY id LIMIT {}"
+)
+_ACTIVE_ENDPOINTS = (
+    "SELECT id, event_types FROM webhook_endpoints"
+    " WHERE account_id = {} AND environment = {} AND active = {}"
+)
+_DELIVERY_COLUMNS = (
+    "id, account_id, environment, endpoint_id, event_id, event_type, status, attempts,"
+    " retry_base, next_attempt_at, created_at, updated_at"
+)
+_INSERT_CHUNK = 500  # rows per INSERT (12 parameters each, well under both databases' cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,35 +168,120 @@ class _Routed:
     type: str
 
 
-async def _not_about_themselves(deliveries: list[WebhookDelivery]) -> list[WebhookDelivery]:
+@dataclass(frozen=True, slots=True)
+class _NewDelivery:
+    id: str
+    event: _Routed
+    endpoint_id: str
+
+
+async def _fan_out(batch: int) -> int:
+    db = Event._meta.db
+    created = 0
+    while True:
+        # Only what routing needs: a sync's 100,000 product events are not loaded whole.
+        rows = await db.execute_query_dict(sqltext.sql(db, _UNROUTED), [batch])
+        events = [_Routed(r["id"], r["account_id"], str(r["environment"]), r["type"]) for r in rows]
+        if not events:
+            return created
+        endpoints: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
+        for tenant in {(e.account_id, e.environment) for e in events}:
+            found = await db.execute_query_dict(sqltext.sql(db, _ACTIVE_ENDPOINTS), [*tenant, True])
+            endpoints[tenant] = [
+                (r["id"], _json.to_python_value(r["event_types"]) or []) for r in found
+            ]
+        deliveries = [
+            _NewDelivery(new_id("whd"), event, endpoint_id)
+            for event in events
+            for endpoint_id, types in endpoints[(event.account_id, event.environment)]
+            if event.type in types
+        ]
+        deliveries = await _not_about_themselves(deliveries)
+        now = datetime.now(UTC)
+        ours: list[str] = []
+        async with atomic() as tx:
+            for start in range(0, len(deliveries), _INSERT_CHUNK):
+                ours += await _insert_deliveries(
+                    tx.connection, deliveries[start : start + _INSERT_CHUNK], now
+                )
+            ids = [e.id for e in events]
+            await sqltext.execute(
+                tx.connection,
+                f"UPDATE events SET fanned_out_at = {{}} WHERE id IN ({sqltext.params(len(ids))})",
+                now,
+                *ids,
+            )
+        for delivery_id in ours:
+            await enqueue_attempt(delivery_id, 0, now)
+        created += len(ours)
+        if len(events) < batch:
+            return created
+
+
+async def _insert_deliveries(
+    connection: Any, deliveries: list[_NewDelivery], now: datetime
+) -> list[str]:
+    """Insert `deliveries`; returns the ids inserted. Another process may have fanned the
+    same events out meanwhile: a (endpoint, event) pair that exists is skipped, and only the
+    rows inserted here are this process's to send."""
+    if not deliveries:
+        return []
+    row = f"({sqltext.params(12)})"
+    template = (
+        f"INSERT INTO webhook_deliveries ({_DELIVERY_COLUMNS}) VALUES "
+        + ", ".join(row for _ in deliveries)
+        + " ON CONFLICT (endpoint_id, event_id) DO NOTHING RETURNING id"
+    )
+    values: list[Any] = []
+    pending = DeliveryStatus.PENDING.value
+    for d in deliveries:
+        event = d.event
+        values += [
+            d.id,
+            event.account_id,
+            event.environment,
+            d.endpoint_id,
+            event.id,
+            event.type,
+            pending,
+            0,
+            0,
+            now,
+            now,
+            now,
+        ]
+    inserted = await connection.execute_query_dict(sqltext.sql(connection, template), values)
+    return [r["id"] for r in inserted]
+
+
+async def _not_about_themselves(deliveries: list[_NewDelivery]) -> list[_NewDelivery]:
     """An endpoint is not sent the event saying that it was disabled."""
-    about = [d.event_id for d in deliveries if d.event_type == EventType.WEBHOOK_ENDPOINT_DISABLED]
+    about = [d.event.id for d in deliveries if d.event.type == EventType.WEBHOOK_ENDPOINT_DISABLED]
     if not about:
         return deliveries
     subject = {
         event_id: (data or {}).get("endpoint_id")
         for event_id, data in await Event.filter(id__in=about).values_list("id", "data")
     }
-    return [d for d in deliveries if subject.get(d.event_id, object()) != d.endpoint_id]
+    return [d for d in deliveries if subject.get(d.event.id, object()) != d.endpoint_id]
 
 
-async def enqueue_attempt(delivery: WebhookDelivery, delay: float | None = None) -> None:
-    """Queue the next attempt of `delivery` (one job per attempt)."""
+async def enqueue_attempt(
+    delivery_id: str, attempts: int, due: datetime | None, delay: float | None = None
+) -> None:
+    """Queue the attempt of a delivery due at `due` after `attempts` attempts (one job per
+    attempt)."""
+    when = int(due.timestamp() * 1000) if due is not None else 0
     try:
         await jobs.enqueue(
             ATTEMPT_JOB,
-            delivery.id,
+            delivery_id,
             # One job per scheduled attempt: a sweeper finding it queued adds nothing.
-            job_id=f"{delivery.id}:{delivery.attempts}:{_when(delivery)}",
+            job_id=f"{delivery_id}:{attempts}:{when}",
             defer_seconds=delay or None,
         )
     except Exception:  # the sweeper finds it due
-        logger.warning("could not enqueue webhook delivery %s", delivery.id, exc_info=True)
-
-
-def _when(delivery: WebhookDelivery) -> int:
-    due = delivery.next_attempt_at
-    return int(due.timestamp() * 1000) if due is not None else 0
+        logger.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
 
 
 async def requeue_due(*, limit: int = 1000) -> int:
@@ -251,7 +293,7 @@ async def requeue_due(*, limit: int = 1000) -> int:
         .limit(limit)
     )
     for delivery in due:
-        await enqueue_attempt(delivery)
+        await enqueue_attempt(delivery.id, delivery.attempts, delivery.next_attempt_at)
     return len(due)
 
 
@@ -344,107 +386,174 @@ async def attempt(delivery_id: str) -> str | None:
         return await _attempt(delivery_id)
 
 
+# The attempt runs a handful of statements per event; written out, they cost a fraction of
+# building them through the ORM each time (see `app.sqltext`).
+_CLAIM = (
+    "UPDATE webhook_deliveries SET next_attempt_at = {}"
+    " WHERE id = {} AND status = 'pending' AND next_attempt_at <= {}"
+)
+_LOAD = (
+    "SELECT d.event_id, d.attempts, d.retry_base, ev.type, ev.created_at, ev.data,"
+    " ep.id AS endpoint_id, ep.account_id, ep.environment, ep.url, ep.active,"
+    " ep.secret_encrypted, ep.previous_secret_encrypted, ep.previous_secret_expires_at"
+    " FROM webhook_deliveries d"
+    " JOIN events ev ON ev.id = d.event_id"
+    " JOIN webhook_endpoints ep ON ep.id = d.endpoint_id"
+    " WHERE d.id = {}"
+)
+_OUTCOME = (
+    "UPDATE webhook_deliveries SET attempts = {}, status = {}, last_status_code = {},"
+    " last_error = {}, delivered_at = {}, next_attempt_at = {}, updated_at = {}"
+    " WHERE id = {} AND status = 'pending' AND next_attempt_at = {}"
+)
+_LOG = (
+    "INSERT INTO webhook_attempts"
+    " (delivery_id, number, status_code, error, duration_ms, response_excerpt, created_at)"
+    " VALUES ({}, {}, {}, {}, {}, {}, {})"
+)
+
+
+@dataclass(slots=True)
+class _Claimed:
+    """What an attempt needs of its delivery, event and endpoint, read in one query."""
+
+    event_id: str
+    attempts: int
+    retry_base: int
+    event_type: str
+    event_created_at: datetime
+    event_data: dict[str, Any]
+    endpoint_id: str
+    account_id: str
+    environment: str
+    url: str
+    active: bool
+    secret_encrypted: str
+    previous_secret_encrypted: str | None
+    previous_secret_expires_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> _Claimed:
+        expires = row["previous_secret_expires_at"]
+        return cls(
+            event_id=row["event_id"],
+            attempts=row["attempts"],
+            retry_base=row["retry_base"],
+            event_type=row["type"],
+            event_created_at=_datetime.to_python_value(row["created_at"]),
+            event_data=_json.to_python_value(row["data"]),
+            endpoint_id=row["endpoint_id"],
+            account_id=row["account_id"],
+            environment=str(row["environment"]),
+            url=row["url"],
+            active=bool(row["active"]),
+            secret_encrypted=row["secret_encrypted"],
+            previous_secret_encrypted=row["previous_secret_encrypted"],
+            previous_secret_expires_at=(
+                _datetime.to_python_value(expires) if expires is not None else None
+            ),
+        )
+
+
 async def _attempt(delivery_id: str) -> str | None:
     now = datetime.now(UTC)
+    db = WebhookDelivery._meta.db
     # Claim: push the due time out by a lease, so no other worker sends it meanwhile. The
     # lease's end is also the token the outcome is written with (see below).
     lease_until = now + LEASE
-    claimed = await WebhookDelivery.filter(
-        id=delivery_id, status=DeliveryStatus.PENDING, next_attempt_at__lte=now
-    ).update(next_attempt_at=lease_until)
-    if not claimed:
+    if not await sqltext.execute(db, _CLAIM, lease_until, delivery_id, now):
         return None
-    delivery = await WebhookDelivery.get(id=delivery_id).select_related("endpoint", "event")
-    endpoint: WebhookEndpoint = delivery.endpoint
-    event: Event = delivery.event
-    if not endpoint.active:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = "endpoint disabled"
-        delivery.next_attempt_at = None
-        await delivery.save()
-        return delivery.status.value
-    body = payload(event.type, event.created_at, event.data)
+    row = await sqltext.fetch_one(db, _LOAD, delivery_id)
+    if row is None:  # deleted with its endpoint meanwhile
+        return None
+    claimed = _Claimed.from_row(row)
+    if not claimed.active:
+        await WebhookDelivery.filter(id=delivery_id, next_attempt_at=lease_until).update(
+            status=DeliveryStatus.FAILED,
+            last_error="endpoint disabled",
+            next_attempt_at=None,
+            updated_at=datetime.now(UTC),
+        )
+        return DeliveryStatus.FAILED.value
+    body = payload(claimed.event_type, claimed.event_created_at, claimed.event_data)
     try:
-        secrets_ = signing_secrets(endpoint, now)
+        secrets_ = signing_secrets(claimed, now)
     except ValueError as exc:  # the secret key changed: a failed attempt, retried and logged
-        logger.error("webhook endpoint %s: %s", endpoint.id, exc)
+        logger.error("webhook endpoint %s: %s", claimed.endpoint_id, exc)
         answer = Answer(None, 0, "", error="internal: the signing secret cannot be read")
     else:
-        headers = signed_headers(secrets_, event.id, int(now.timestamp()), body)
-        answer = await post(endpoint.url, body, headers)  # bounded well inside the lease
-    delivery.attempts += 1
-    delivery.last_status_code = answer.status_code
-    delivery.last_error = answer.error
+        headers = signed_headers(secrets_, claimed.event_id, int(now.timestamp()), body)
+        answer = await post(claimed.url, body, headers)  # bounded well inside the lease
+    attempts = claimed.attempts + 1
+    status = DeliveryStatus.PENDING
+    delivered_at = next_attempt_at = None
     disable_reason = None
     if answer.ok:
-        delivery.status = DeliveryStatus.DELIVERED
-        delivery.delivered_at = datetime.now(UTC)
-        delivery.next_attempt_at = None
+        status = DeliveryStatus.DELIVERED
+        delivered_at = datetime.now(UTC)
     elif answer.status_code == 410:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.next_attempt_at = None
+        status = DeliveryStatus.FAILED
         disable_reason = "The endpoint answered 410 Gone."
     else:
-        delay = next_delay(delivery.attempts - delivery.retry_base, answer.retry_after)
+        delay = next_delay(attempts - claimed.retry_base, answer.retry_after)
         if delay is None:
-            delivery.status = DeliveryStatus.FAILED
-            delivery.next_attempt_at = None
+            status = DeliveryStatus.FAILED
             disable_reason = f"Every attempt of {len(SCHEDULE)} failed."
         else:
-            delivery.next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
+            next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
     async with atomic() as tx:
         # Written only while the lease is still ours: an attempt that outlived it (a paused
         # process) must not overwrite what the worker that took over has done since.
-        owned = await (
-            WebhookDelivery.filter(
-                id=delivery.id, status=DeliveryStatus.PENDING, next_attempt_at=lease_until
-            )
-            .using_db(tx.connection)
-            .update(
-                attempts=delivery.attempts,
-                status=delivery.status,
-                last_status_code=delivery.last_status_code,
-                last_error=delivery.last_error,
-                delivered_at=delivery.delivered_at,
-                next_attempt_at=delivery.next_attempt_at,
-                updated_at=datetime.now(UTC),
-            )
+        owned = await sqltext.execute(
+            tx.connection,
+            _OUTCOME,
+            attempts,
+            status.value,
+            answer.status_code,
+            answer.error,
+            delivered_at,
+            next_attempt_at,
+            datetime.now(UTC),
+            delivery_id,
+            lease_until,
         )
-        await WebhookAttempt.create(
-            delivery_id=delivery.id,
-            number=delivery.attempts,
-            status_code=answer.status_code,
-            error=answer.error if owned else f"{answer.error or ''} (lease lost)".strip(),
-            duration_ms=answer.duration_ms,
-            response_excerpt=answer.excerpt,
-            using_db=tx.connection,
+        await sqltext.execute(
+            tx.connection,
+            _LOG,
+            delivery_id,
+            attempts,
+            answer.status_code,
+            answer.error if owned else f"{answer.error or ''} (lease lost)".strip(),
+            answer.duration_ms,
+            answer.excerpt,
+            datetime.now(UTC),
         )
         if owned and disable_reason is not None:
-            await _disable(endpoint, disable_reason, tx)
+            await _disable(claimed, disable_reason, tx)
     if not owned:
-        logger.warning("webhook delivery %s: attempt outlived its lease", delivery.id)
+        logger.warning("webhook delivery %s: attempt outlived its lease", delivery_id)
         return None
-    if delivery.status is DeliveryStatus.PENDING:
-        delay = (delivery.next_attempt_at - datetime.now(UTC)).total_seconds()
+    if status is DeliveryStatus.PENDING and next_attempt_at is not None:
+        delay = (next_attempt_at - datetime.now(UTC)).total_seconds()
         if delay <= QUEUE_AHEAD:  # later attempts wait in the database for the sweeper
-            await enqueue_attempt(delivery, max(delay, 0.0))
-    return delivery.status.value
+            await enqueue_attempt(delivery_id, attempts, next_attempt_at, max(delay, 0.0))
+    return status.value
 
 
-async def _disable(endpoint: WebhookEndpoint, reason: str, tx: Any) -> None:
+async def _disable(claimed: _Claimed, reason: str, tx: Any) -> None:
     updated = await (
-        WebhookEndpoint.filter(id=endpoint.id, active=True)
+        WebhookEndpoint.filter(id=claimed.endpoint_id, active=True)
         .using_db(tx.connection)
-        .update(active=False, disabled_reason=reason)
+        .update(active=False, disabled_reason=reason, updated_at=datetime.now(UTC))
     )
     if updated:
-        logger.warning("webhook endpoint %s disabled: %s", endpoint.id, reason)
+        logger.warning("webhook endpoint %s disabled: %s", claimed.endpoint_id, reason)
         await emit(
             tx,
-            account_id=endpoint.account_id,
-            environment=str(endpoint.environment),
+            account_id=claimed.account_id,
+            environment=claimed.environment,
             type=EventType.WEBHOOK_ENDPOINT_DISABLED,
-            data={"endpoint_id": endpoint.id, "url": endpoint.url, "reason": reason},
+            data={"endpoint_id": claimed.endpoint_id, "url": claimed.url, "reason": reason},
         )
 
 

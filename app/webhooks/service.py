@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -162,7 +162,15 @@ async def rotate_secret(actor: Principal, endpoint_id: str) -> CreatedEndpoint:
     return CreatedEndpoint(endpoint, secret)
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+class _Secrets(Protocol):
+    secret_encrypted: str
+    previous_secret_encrypted: str | None
+    previous_secret_expires_at: datetime | None
+
+
+def signing_secrets(endpoint: _Secrets, now: datetime) -> list[str]:
+    """The secrets that sign a message now: the current one, and during a rotation the
+    previous one until it expires."""
     box = runtime.current().secret_box
     found = [box.decrypt(endpoint.secret_encrypted)]
     expires = endpoint.previous_secret_expires_at
@@ -212,7 +220,7 @@ async def replay_delivery(actor: Principal, delivery_id: str) -> WebhookDelivery
     await delivery.save(update_fields=["status", "next_attempt_at", "retry_base", "updated_at"])
     from app.webhooks import delivery as sender
 
-    await sender.enqueue_attempt(delivery)
+    await sender.enqueue_attempt(delivery.id, delivery.attempts, delivery.next_attempt_at)
     return delivery
 
 

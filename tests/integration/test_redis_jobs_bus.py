@@ -25,6 +25,7 @@ from app.accounts.models import Environment, Plan
 from app.config import Settings
 from app.events.bus import RedisBus
 from app.events.models import Event
+from app.events.service import flush_published_marks
 from app.idempotency.models import IdempotencyRecord
 from app.ids import new_id
 from app.jobs import ArqQueue
@@ -233,6 +234,7 @@ async def test_a_product_created_by_the_api_reaches_another_process_over_redis(
             ) as subscription:
                 product = await make_product(tenant, "789012", title="1893-S Morgan Dollar VF35")
                 message = await asyncio.wait_for(subscription.queue.get(), timeout=5)
+            await flush_published_marks()
             stored = await Event.get(id=message["id"])
             assert stored.published_at is not None
     finally:
@@ -256,16 +258,18 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
         worker_settings(Settings(data_dir=tmp_path, redis_url=None))
     redis_url = "redis://127.0.0.1:6379/0"
     kwargs = worker_settings(Settings(data_dir=tmp_path, redis_url=redis_url))
-    assert {(f.name, f.timeout_s) for f in kwargs["functions"]} == {
-        ("publish_events_sweep", 600),
-        ("purge_idempotency_records", 600),
-        ("run_sync", 4 * 3600),
-        ("schedule_syncs", 600),
-        ("resume_stalled_syncs", 600),
-        ("fan_out_webhooks", 600),
-        ("deliver_webhook", 600),
-        ("requeue_due_webhooks", 600),
+    # (name, timeout, seconds its result is kept: None is the worker's 3600 s)
+    assert {(f.name, f.timeout_s, f.keep_result_s) for f in kwargs["functions"]} == {
+        ("publish_events_sweep", 600, None),
+        ("purge_idempotency_records", 600, None),
+        ("run_sync", 4 * 3600, None),
+        ("schedule_syncs", 600, None),
+        ("resume_stalled_syncs", 600, None),
+        ("fan_out_webhooks", 600, 0),
+        ("deliver_webhook", 600, 0),
+        ("requeue_due_webhooks", 600, None),
     }
+    assert (kwargs["keep_result"], kwargs["max_jobs"]) == (3600, 100)
     assert kwargs["ctx"]["settings"].redis_url == redis_url
     runs = {}
     for cron_job in kwargs["cron_jobs"]:
