@@ -13,6 +13,7 @@ from gql import Client, gql
 from gql.transport.exceptions import (
     TransportClosed,
     TransportConnectionFailed,
+    TransportQueryError,
     TransportServerError,
 )
 from gql.transport.websockets import WebsocketsTransport
@@ -187,3 +188,109 @@ async def test_a_revoked_key_ends_its_live_stream(
         with pytest.raises(Exception) as ended:
             await asyncio.wait_for(waiting, 5)
     assert "invalid_api_key" in str(ended.value)  # a revoked key is no key at all
+
+
+# The developer page's `order.received` and `order.forwarded` payloads: the pipeline carries
+# them to subscribers and endpoints unchanged.
+ORDER_RECEIVED = {
+    "order_id": "ord_abc123",
+    "store_id": "store_xyz",
+    "store_name": "My WooCommerce Store",
+    "external_order_id": "WC-1234",
+    "total": 430.50,
+    "currency": "USD",
+    "items": [
+        {
+            "product_id": "prod_def456",
+            "sku": "HA-123456",
+            "title": "1921 Morgan Dollar MS65",
+            "quantity": 1,
+            "price": 430.50,
+        }
+    ],
+    "customer": {"name": "John Smith", "email": "john@example.com"},
+}
+ORDER_FORWARDED = {
+    "order_id": "ord_abc123",
+    "ha_order_id": "HA-ORD-567890",
+    "status": "confirmed",
+    "forwarded_at": "2024-01-15T10:30:05Z",
+    "estimated_ship_date": "2024-01-17",
+    "tracking": None,
+}
+
+
+async def test_order_updates_carry_the_documented_order_payloads(
+    live_url: str,  # noqa: F811
+) -> None:
+    from app.events.service import atomic, emit
+    from app.events.types import EventType
+
+    tenant = await make_tenant()
+    ready = asyncio.Event()
+    document = "subscription { orderUpdates { id event timestamp data } }"
+    listener = asyncio.create_task(collect(live_url, tenant.live, PROTOCOLS[0], document, 2, ready))
+    await ready.wait()
+    emitted = []
+    for type_, data in (
+        (EventType.PRODUCT_CREATED, {"product_id": "prod_not_an_order"}),  # not an order event
+        (EventType.ORDER_RECEIVED, ORDER_RECEIVED),
+        (EventType.ORDER_FORWARDED, ORDER_FORWARDED),
+    ):
+        async with atomic() as tx:
+            event = await emit(
+                tx, account_id=tenant.account_id, environment="live", type=type_, data=data
+            )
+        emitted.append(event)
+
+    received = [result["orderUpdates"] for result in await listener]
+    assert [(r["id"], r["event"]) for r in received] == [
+        (emitted[1].id, "order.received"),
+        (emitted[2].id, "order.forwarded"),
+    ]
+    assert [r["data"] for r in received] == [ORDER_RECEIVED, ORDER_FORWARDED]
+
+
+async def test_a_tenant_holding_the_most_live_streams_is_told_to_close_one(
+    live_url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.events import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "MAX_SUBSCRIPTIONS_PER_TENANT", 2)
+    tenant = await make_tenant()
+    other = await make_tenant(name="Rival Coins")
+    document = "subscription { events { id } }"
+    async with (
+        Client(transport=transport(live_url, tenant.live, PROTOCOLS[0])) as first,
+        Client(transport=transport(live_url, tenant.live, PROTOCOLS[0])) as second,
+        Client(transport=transport(live_url, tenant.live, PROTOCOLS[0])) as third,
+        Client(transport=transport(live_url, other.live, PROTOCOLS[0])) as rival,
+    ):
+        open_streams = [first.subscribe(gql(document)), second.subscribe(gql(document))]
+        waiting = [asyncio.ensure_future(s.__anext__()) for s in open_streams]
+        bus = runtime.current().bus
+        for _ in range(200):
+            if bus.subscriber_count == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert bus.subscriber_count == 2
+
+        with pytest.raises(TransportQueryError) as refused:
+            await asyncio.wait_for(third.subscribe(gql(document)).__anext__(), 5)
+        assert refused.value.errors == [
+            {
+                "message": "This account holds 2 live subscriptions on this server already; "
+                "close one before opening another.",
+                "extensions": {"code": "too_many_subscriptions"},
+            }
+        ]
+        # Another account is not held to this one's streams.
+        rival_stream = asyncio.ensure_future(rival.subscribe(gql(document)).__anext__())
+        for _ in range(200):
+            if bus.subscriber_count == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert bus.subscriber_count == 3
+        for task in (*waiting, rival_stream):
+            task.cancel()

@@ -539,3 +539,29 @@ async def test_commits_of_one_moment_share_one_fan_out(
     assert requested == ["fan-out:89500000000"]
     await settle()
     assert len(receiver.received) == 8
+
+
+async def test_order_events_are_delivered_with_the_documented_bodies(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    from app.events.service import atomic, emit
+    from app.events.types import EventType
+    from tests.test_jobs_events import TIMESTAMP
+    from tests.test_subscriptions import ORDER_FORWARDED, ORDER_RECEIVED
+
+    hook = await endpoint(client, tenant, receiver.url, ["order.received", "order.forwarded"])
+    for type_, data in (
+        (EventType.ORDER_RECEIVED, ORDER_RECEIVED),
+        (EventType.ORDER_FORWARDED, ORDER_FORWARDED),
+    ):
+        async with atomic() as tx:
+            await emit(tx, account_id=tenant.account_id, environment="live", type=type_, data=data)
+
+    await settle()
+
+    bodies = [Webhook(hook["secret"]).verify(body, headers) for headers, body in receiver.received]
+    assert [(b["event"], b["data"]) for b in sorted(bodies, key=lambda b: b["event"])] == [
+        ("order.forwarded", ORDER_FORWARDED),
+        ("order.received", ORDER_RECEIVED),
+    ]
+    assert all(TIMESTAMP.fullmatch(b["timestamp"]) for b in bodies)

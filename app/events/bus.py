@@ -4,6 +4,9 @@
 channel and runs one listener per process that feeds the same local fan-out, so an event emitted
 in an arq worker reaches subscribers on every API process. Each subscriber has a bounded queue:
 a slow consumer loses its oldest events (and is told so) instead of stalling everybody.
+Subscriptions are kept by account and environment, so an event costs its own tenant's
+subscribers, not every subscriber of the process; a tenant may hold at most
+`MAX_SUBSCRIPTIONS_PER_TENANT` live subscriptions in one process.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ logger = logging.getLogger("syncauction.events")
 
 CHANNEL = "syncauction:events"
 SUBSCRIBER_QUEUE_SIZE = 1000
+MAX_SUBSCRIPTIONS_PER_TENANT = 100  # per process: a dashboard opens a few
+
+
+class TooManySubscriptions(Exception):
+    """The tenant already holds the most live subscriptions one process serves."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} live subscriptions per tenant")
+        self.limit = limit
 
 
 @dataclass(eq=False)
@@ -51,7 +63,7 @@ class InProcessBus:
     """Fan-out to the subscribers of this process."""
 
     def __init__(self) -> None:
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: dict[tuple[str, str], set[Subscription]] = {}
 
     async def start(self) -> None:
         return None
@@ -63,7 +75,8 @@ class InProcessBus:
         self._deliver_locally(message)
 
     def _deliver_locally(self, message: dict[str, Any]) -> None:
-        for subscription in list(self._subscriptions):
+        tenant = (message.get("account_id"), message.get("environment"))
+        for subscription in list(self._subscriptions.get(tenant, ())):  # type: ignore[arg-type]
             if subscription.wants(message):
                 subscription.offer(message)
 
@@ -71,16 +84,24 @@ class InProcessBus:
     async def subscribe(
         self, *, account_id: str, environment: str, types: frozenset[str] | None = None
     ) -> AsyncIterator[Subscription]:
+        """A live subscription to the tenant's events; raises `TooManySubscriptions` when the
+        tenant holds `MAX_SUBSCRIPTIONS_PER_TENANT` in this process already."""
+        tenant = (account_id, environment)
+        held = self._subscriptions.setdefault(tenant, set())
+        if len(held) >= MAX_SUBSCRIPTIONS_PER_TENANT:
+            raise TooManySubscriptions(MAX_SUBSCRIPTIONS_PER_TENANT)
         subscription = Subscription(account_id, environment, types)
-        self._subscriptions.add(subscription)
+        held.add(subscription)
         try:
             yield subscription
         finally:
-            self._subscriptions.discard(subscription)
+            held.discard(subscription)
+            if not held and self._subscriptions.get(tenant) is held:
+                del self._subscriptions[tenant]
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscriptions)
+        return sum(len(held) for held in self._subscriptions.values())
 
 
 class RedisBus(InProcessBus):

@@ -21,8 +21,8 @@ from tortoise.transactions import in_transaction
 
 from app import sqltext
 from app.auth.principal import Principal
-from app.errors import ServiceUnavailable
-from app.events.bus import get_bus
+from app.errors import RateLimited, ServiceUnavailable
+from app.events.bus import TooManySubscriptions, get_bus
 from app.events.models import Event
 from app.events.types import EventType
 from app.ids import new_id
@@ -218,17 +218,24 @@ async def live_events(
     bus = get_bus()
     if bus is None:
         raise ServiceUnavailable("Live events are unavailable right now.", retry_after=5)
-    async with bus.subscribe(
-        account_id=actor.account_id, environment=str(actor.environment), types=types
-    ) as subscription:
-        checked = time.monotonic()
-        while True:
-            try:
-                message = await asyncio.wait_for(subscription.queue.get(), recheck_every)
-            except TimeoutError:
-                message = None
-            if still_valid is not None and time.monotonic() - checked >= recheck_every:
-                await still_valid()
-                checked = time.monotonic()
-            if message is not None:
-                yield message
+    tenant = {"account_id": actor.account_id, "environment": str(actor.environment)}
+    try:
+        async with bus.subscribe(**tenant, types=types) as subscription:
+            checked = time.monotonic()
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscription.queue.get(), recheck_every)
+                except TimeoutError:
+                    message = None
+                if still_valid is not None and time.monotonic() - checked >= recheck_every:
+                    await still_valid()
+                    checked = time.monotonic()
+                if message is not None:
+                    yield message
+    except TooManySubscriptions as exc:
+        raise RateLimited(
+            f"This account holds {exc.limit} live subscriptions on this "
+            "server already; close one before opening another.",
+            retry_after=30,
+            code="too_many_subscriptions",
+        ) from None
