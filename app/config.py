@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     )
     simulator_seed: int = Field(default=1, description="Seed of the simulated catalog.")
     sync_batch_size: int = Field(default=500, ge=1, le=5000, description="Lots per transaction.")
+    event_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days events, webhook deliveries and their attempt logs are kept.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -193,6 +193,7 @@ async def test_enqueue_runs_a_registered_job_in_the_app_runtime(app, tenant):
     assert set(JOBS) == {
         "publish_events_sweep",
         "purge_idempotency_records",
+        "purge_old_events",
         "run_sync",
         "schedule_syncs",
         "resume_stalled_syncs",

@@ -565,3 +565,39 @@ async def test_order_events_are_delivered_with_the_documented_bodies(
         ("order.received", ORDER_RECEIVED),
     ]
     assert all(TIMESTAMP.fullmatch(b["timestamp"]) for b in bodies)
+
+
+async def test_events_and_their_delivery_history_are_kept_for_the_retention_only(
+    client, tenant: Tenant, receiver: Receiver
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.events.service import flush_published_marks, purge_old_events
+
+    await endpoint(client, tenant, receiver.url, ["product.created"])
+    products = [await make_product(tenant, f"{720000 + n}") for n in range(3)]
+    await settle()
+    await flush_published_marks()
+    events = {e.data["product_id"]: e for e in await Event.filter(type="product.created")}
+    old, fresh, retrying = (events[p.id] for p in products)
+    # The third one's delivery waits for a retry, as after a receiver's 500.
+    await WebhookDelivery.filter(event_id=retrying.id).update(
+        status=DeliveryStatus.PENDING, next_attempt_at=datetime.now(UTC) + timedelta(hours=5)
+    )
+    for event in (old, retrying):
+        await Event.filter(id=event.id).update(created_at=datetime.now(UTC) - timedelta(days=31))
+    unrouted = await Event.create(
+        id="evt_" + "0" * 24, account_id=tenant.account_id, environment="live",
+        type="sync.completed", data={},
+    )  # fmt: skip
+    await Event.filter(id=unrouted.id).update(created_at=datetime.now(UTC) - timedelta(days=40))
+
+    assert await purge_old_events() == 1
+
+    remaining = set(await Event.all().values_list("id", flat=True))
+    assert old.id not in remaining
+    assert {fresh.id, retrying.id, unrouted.id} <= remaining  # young, still retried, unsent
+    assert not await WebhookDelivery.filter(event_id=old.id).exists()
+    assert not await WebhookAttempt.filter(delivery__event_id=old.id).exists()
+    assert await WebhookAttempt.filter(delivery__event_id=fresh.id).count() == 1
+    assert await purge_old_events() == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.events import service as events
 from app.events.service import publish_pending_events
 from app.idempotency import service as idempotency
 from app.sync import service as sync
@@ -25,6 +26,11 @@ async def publish_events_sweep(ctx: dict[str, Any]) -> int:
 async def purge_idempotency_records(ctx: dict[str, Any]) -> int:
     """Forget `Idempotency-Key` responses older than 24 hours."""
     return await idempotency.purge_expired()
+
+
+async def purge_old_events(ctx: dict[str, Any]) -> int:
+    """Remove events, deliveries and attempt logs older than the retention."""
+    return await events.purge_old_events()
 
 
 async def run_sync(ctx: dict[str, Any], sync_id: str) -> str | None:

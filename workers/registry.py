@@ -10,6 +10,7 @@ JOBS: dict[str, JobFunction] = {
     for fn in (
         jobs.publish_events_sweep,
         jobs.purge_idempotency_records,
+        jobs.purge_old_events,
         jobs.run_sync,
         jobs.schedule_syncs,
         jobs.resume_stalled_syncs,
@@ -23,6 +24,7 @@ JOBS: dict[str, JobFunction] = {
 PERIODIC: list[tuple[str, int]] = [
     ("publish_events_sweep", 30),
     ("purge_idempotency_records", 3600),
+    ("purge_old_events", 3600),
     ("schedule_syncs", 60),
     ("resume_stalled_syncs", 60),
     ("fan_out_webhooks", 5),

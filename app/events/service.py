@@ -14,7 +14,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -239,3 +239,47 @@ async def live_events(
             retry_after=30,
             code="too_many_subscriptions",
         ) from None
+
+
+_PURGE_BATCH = 2000
+_PURGEABLE = (
+    "SELECT id FROM events e WHERE e.created_at < {}"
+    " AND e.published_at IS NOT NULL AND e.fanned_out_at IS NOT NULL"
+    " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d"
+    " WHERE d.event_id = e.id AND d.status = 'pending')"
+    " ORDER BY e.id LIMIT {}"
+)
+
+
+async def purge_old_events(*, now: datetime | None = None) -> int:
+    """Remove events older than the retention (`SYNCAUCTION_EVENT_RETENTION_DAYS`) with their
+    webhook deliveries and attempt logs; returns how many events. An event not yet published
+    or routed, or with a delivery still being retried, is kept. Batches keep each transaction
+    short on a table a sync fills by the hundred thousand."""
+    from app import runtime
+
+    days = runtime.current().settings.event_retention_days
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    connection = Event._meta.db
+    removed = 0
+    while True:
+        rows = await connection.execute_query_dict(
+            sqltext.sql(connection, _PURGEABLE), [cutoff, _PURGE_BATCH]
+        )
+        ids = [row["id"] for row in rows]
+        if not ids:
+            return removed
+        listed = sqltext.params(len(ids))
+        async with in_transaction() as tx:
+            await sqltext.execute(
+                tx,
+                "DELETE FROM webhook_attempts WHERE delivery_id IN"
+                f" (SELECT id FROM webhook_deliveries WHERE event_id IN ({listed}))",
+                *ids,
+            )
+            await sqltext.execute(
+                tx, f"DELETE FROM webhook_deliveries WHERE event_id IN ({listed})", *ids
+            )
+            removed += await sqltext.execute(tx, f"DELETE FROM events WHERE id IN ({listed})", *ids)
+        if len(ids) < _PURGE_BATCH:
+            return removed

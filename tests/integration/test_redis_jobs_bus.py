@@ -262,6 +262,7 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
     assert {(f.name, f.timeout_s, f.keep_result_s) for f in kwargs["functions"]} == {
         ("publish_events_sweep", 600, None),
         ("purge_idempotency_records", 600, None),
+        ("purge_old_events", 600, None),
         ("run_sync", 4 * 3600, None),
         ("schedule_syncs", 600, None),
         ("resume_stalled_syncs", 600, None),
@@ -282,6 +283,7 @@ def test_worker_settings_need_redis_and_schedule_the_periodic_jobs(tmp_path: Pat
     assert runs == {
         "cron:publish_events_sweep": ("10:30:30", "10:31:00"),
         "cron:purge_idempotency_records": ("11:00:00", "12:00:00"),
+        "cron:purge_old_events": ("11:00:00", "12:00:00"),
         "cron:schedule_syncs": ("10:31:00", "10:32:00"),
         "cron:resume_stalled_syncs": ("10:31:00", "10:32:00"),
         "cron:fan_out_webhooks": ("10:30:05", "10:30:10"),
