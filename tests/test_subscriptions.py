@@ -270,11 +270,7 @@ async def test_a_tenant_holding_the_most_live_streams_is_told_to_close_one(
         open_streams = [first.subscribe(gql(document)), second.subscribe(gql(document))]
         waiting = [asyncio.ensure_future(s.__anext__()) for s in open_streams]
         bus = runtime.current().bus
-        for _ in range(200):
-            if bus.subscriber_count == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert bus.subscriber_count == 2
+        await _until(lambda: bus.subscriber_count == 2)
 
         with pytest.raises(TransportQueryError) as refused:
             await asyncio.wait_for(third.subscribe(gql(document)).__anext__(), 5)
@@ -287,10 +283,14 @@ async def test_a_tenant_holding_the_most_live_streams_is_told_to_close_one(
         ]
         # Another account is not held to this one's streams.
         rival_stream = asyncio.ensure_future(rival.subscribe(gql(document)).__anext__())
-        for _ in range(200):
-            if bus.subscriber_count == 3:
-                break
-            await asyncio.sleep(0.01)
-        assert bus.subscriber_count == 3
+        await _until(lambda: bus.subscriber_count == 3)
         for task in (*waiting, rival_stream):
             task.cancel()
+
+
+async def _until(condition: Any, seconds: float = 2.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    assert condition()
