@@ -12,17 +12,18 @@ import asyncio
 import bisect
 import hashlib
 import math
+import operator
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.storage import memory as limits_memory
-from limits.aio.storage.memory import Entry
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,188 +39,360 @@ class RateLimitResult:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = [
-            (b"x-ratelimit-limit", str(self.limit).encode()),
-            (b"x-ratelimit-remaining", str(self.remaining).encode()),
-            (b"x-ratelimit-reset", str(self.reset).encode()),
+            (b"x-ratelimit-limit", b"%d" % self.limit),
+            (b"x-ratelimit-remaining", b"%d" % self.remaining),
+            (b"x-ratelimit-reset", b"%d" % self.reset),
         ]
         if not self.allowed:
-            headers.append((b"retry-after", str(self.retry_after).encode()))
+            headers.append((b"retry-after", b"%d" % self.retry_after))
         return headers
 
 
 # The moving-window check in one round trip: acquire an entry and read the window's count and
 # start, on the same list `limits` keeps (same key, same entry format, newest first), so
-# `limits`' own reads, clears and resets keep working on it.
+# `limits`' own reads, clears and resets keep working on it. Each `redis.call` costs Redis
+# about a microsecond on top of the script's fixed cost, so the script makes as few as the
+# check needs: in steady traffic LINDEX, RPOP (the entry that just expired), LINDEX, LLEN, LPUSH
+# and EXPIRE.
 _ACQUIRE_WITH_STATS = """
+local key = KEYS[1]
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local expiry = tonumber(ARGV[3])
 local cutoff = now - expiry
 -- The list is newest first: entries that left the window sit at the tail. Dropping them as
 -- they expire keeps every step O(1) (each entry is popped once) and LLEN the window's count.
-while true do
-    local last = redis.call('lindex', KEYS[1], -1)
-    if last and tonumber(last) < cutoff then
-        redis.call('rpop', KEYS[1])
-    else
-        break
-    end
+local oldest = redis.call('lindex', key, -1)
+while oldest and tonumber(oldest) < cutoff do
+    redis.call('rpop', key)
+    oldest = redis.call('lindex', key, -1)
 end
-local count = redis.call('llen', KEYS[1])
+local count = redis.call('llen', key)
 local acquired = 0
 if count < limit then
-    redis.call('lpush', KEYS[1], now)
-    redis.call('ltrim', KEYS[1], 0, limit - 1)
-    redis.call('expire', KEYS[1], expiry)
+    -- The window had room, so after the push the list holds at most `limit` entries.
+    count = redis.call('lpush', key, ARGV[1])
+    redis.call('expire', key, expiry)
     acquired = 1
-    count = count + 1
 end
-local oldest = redis.call('lindex', KEYS[1], -1) or tostring(now)
-return {acquired, oldest, count}
+-- An empty window starts now (with the entry just pushed, if there is one).
+return {acquired, oldest or ARGV[1], count}
 """
+
+
+def _bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+class _ReplyProtocol(asyncio.Protocol):
+    """Parses a Redis connection's replies with hiredis as they arrive on the transport.
+
+    redis-py's `read_response` wraps each reply in a timeout context and several layers of
+    calls, tens of microseconds apiece; here a batch's replies go straight from the parser to
+    their waiters, with no task, stream read or timeout object per reply."""
+
+    def __init__(self, batcher: _ScriptBatcher, writer: asyncio.StreamWriter) -> None:
+        self.batcher = batcher
+        self.writer = writer
+        self.transport = writer.transport
+        self.reader = hiredis.Reader(replyError=ResponseError)
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        gets = self.reader.gets
+        while (reply := gets()) is not False:
+            self.batcher._reply(self, reply)
+
+    def eof_received(self) -> bool:
+        return False  # Redis closed its side: close ours, `connection_lost` follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.batcher._lost(self, exc)
+
+
+# A queued script call: its key and arguments in RESP, how many arguments follow the key, the
+# waiter, and whether to send the script's source (EVAL) rather than its digest (EVALSHA).
+_Call = tuple[bytes, int, "asyncio.Future[Any]", bool]
 
 
 class _ScriptBatcher:
     """Runs the limiter's script for many requests in one round trip on one connection.
 
-    A standalone redis-py call costs ~150 µs of CPU; commands written together on a bare
-    connection cost ~20 µs each at four a batch and ~10 µs at sixteen. One batch is in flight at
-    a time: checks that arrive meanwhile wait for it and then go together, so an idle server adds
-    no latency and a busy one sends large batches. Each script call stays atomic on its own, so
-    the budget is exact."""
+    A standalone redis-py call costs ~150 µs of CPU. Here a check only queues its encoded
+    command and waits on a future. One batch is in flight at a time: the checks that arrive
+    meanwhile go out together, in one write, as soon as its last reply is in; so an idle server
+    adds no latency and a busy one sends large batches (fewer system calls for the server and
+    for Redis). Each script call stays atomic on its own, so the budget is exact.
+
+    redis-py opens the connection (so the URL's password, db, TLS and client settings apply);
+    the batcher then takes over its transport and parses the replies itself."""
+
+    # A stalled Redis fails the batch in flight after this long (and the gateway fails open),
+    # instead of holding every request behind it.
+    TIMEOUT = 0.5
 
     def __init__(self, redis_url: str, source: str) -> None:
         from redis.asyncio import ConnectionPool
 
-        # The pool only builds a connection with the URL's settings (password, db, TLS).
-        # Short timeouts: a stalled Redis must fail the check (and the gateway fails open),
-        # not hold every request behind the batch in flight.
         self._factory = ConnectionPool.from_url(
-            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+            redis_url, socket_timeout=self.TIMEOUT, socket_connect_timeout=self.TIMEOUT
         )
-        self._connection: Any = None
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._heads: dict[int, bytes] = {}
-        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
-        self._busy = False
+        self._heads: dict[tuple[int, bool], bytes] = {}
+        self._pending: list[_Call] = []  # queued for the next batch
+        self._retry: list[_Call] = []  # found the script missing in the batch in flight
+        self._inflight: list[_Call] = []  # sent, in reply order
+        self._replied = 0  # replies received for the batch in flight
+        self._protocol: _ReplyProtocol | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._scheduled = False
+        self._connecting = False
 
-    def _evalsha(self, key: str, args: tuple[Any, ...]) -> bytes:
-        """`EVALSHA <sha> 1 <key> <args…>` in RESP, the head encoded once (redis-py's generic
-        command packing was a third of the limiter's cost)."""
-        head = self._heads.get(len(args))
+    # --- encoding ---------------------------------------------------------------------------
+
+    def _head(self, nargs: int, evaluate: bool) -> bytes:
+        """`EVALSHA <sha> 1` (or `EVAL <source> 1`, which loads the script again) in RESP for a
+        call with `nargs` arguments after its key, encoded once."""
+        head = self._heads.get((nargs, evaluate))
         if head is None:
-            head = self._heads[len(args)] = b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
-                len(args) + 4,
-                self.sha.encode(),
+            command = (
+                _bulk(b"EVAL") + _bulk(self.source.encode())
+                if evaluate
+                else (_bulk(b"EVALSHA") + _bulk(self.sha.encode()))
             )
-        parts = [head]
-        for value in (key, *args):
-            data = value.encode() if isinstance(value, str) else repr(value).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-        return b"".join(parts)
+            head = self._heads[nargs, evaluate] = b"*%d\r\n%s%s" % (
+                nargs + 4,
+                command,
+                _bulk(b"1"),
+            )
+        return head
 
-    async def call(self, key: str, *args: Any) -> Any:
+    @staticmethod
+    def encode(*values: str | bytes | int | float) -> bytes:
+        """Values in RESP, as `submit` takes them (callers may cache constant parts)."""
+        return b"".join(
+            _bulk(value if isinstance(value, bytes) else str(value).encode()) for value in values
+        )
+
+    # --- calls ------------------------------------------------------------------------------
+
+    def submit(self, arguments: bytes, nargs: int) -> asyncio.Future[Any]:
+        """Queue one script call; `arguments` is `encode(key, *args)` with `nargs` args after
+        the key. The future gets the script's reply."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((key, args, future))
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        return await future
+        self._pending.append((arguments, nargs, future, False))
+        if not self._scheduled and not self._inflight and not self._connecting:
+            # Send at the end of this pass of the event loop, with every check it starts.
+            self._scheduled = True
+            future.get_loop().call_soon(self._flush)
+        return future
+
+    async def call(self, key: str, *args: str | bytes | int | float) -> Any:
+        return await self.submit(self.encode(key, *args), len(args))
 
     def _flush(self) -> None:
+        self._scheduled = False
+        if self._inflight or self._connecting or not self._pending:
+            return
+        protocol = self._protocol
+        if protocol is None or protocol.transport.is_closing():
+            self._connecting = True
+            asyncio.get_running_loop().create_task(self._connect())
+            return
         batch, self._pending = self._pending, []
-        if not batch:
-            self._busy = False
-            return
-        task = asyncio.create_task(self._send(batch))
-        task.add_done_callback(lambda _task: self._flush())
+        head = self._head
+        protocol.transport.write(
+            b"".join([head(nargs, evaluate) + arguments for arguments, nargs, _, evaluate in batch])
+        )
+        self._inflight, self._replied = batch, 0
+        self._timer = asyncio.get_running_loop().call_later(self.TIMEOUT, self._stalled, protocol)
 
-    async def _send(self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self._execute(batch)
-        except Exception as exc:
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), result in zip(batch, results, strict=True):
+    def _reply(self, protocol: _ReplyProtocol, reply: Any) -> None:
+        if protocol is not self._protocol or self._replied >= len(self._inflight):
+            return  # a connection being dropped
+        call = self._inflight[self._replied]
+        self._replied += 1
+        future = call[2]
+        if isinstance(reply, ResponseError):
+            if not call[3] and str(reply).startswith("NOSCRIPT"):
+                # Redis lost the script (restart, SCRIPT FLUSH): nothing ran for this call, so
+                # it runs in the next batch, as EVAL. Calls that did run are not repeated.
+                self._retry.append((call[0], call[1], future, True))
+            elif not future.done():
+                future.set_exception(reply)
+        elif not future.done():
+            future.set_result(reply)
+        if self._replied == len(self._inflight):
+            self._inflight = []
+            if self._retry:
+                self._pending[:0], self._retry = self._retry, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._flush()
+
+    def _fail(self, calls: list[_Call], exc: BaseException) -> None:
+        for _, _, future, _ in calls:
             if not future.done():
-                future.set_result(result)
+                future.set_exception(exc)
 
-    async def _execute(
-        self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]
-    ) -> list[Any]:
-        payload = b"".join(self._evalsha(key, args) for key, args, _ in batch)
-        for _ in range(2):
-            connection = self._connection
-            if connection is None:
-                connection = self._connection = self._factory.make_connection()
-            try:
-                await connection.send_packed_command(payload)
-                return [await connection.read_response() for _ in batch]
-            except NoScriptError:  # first use, or Redis restarted / flushed its scripts
-                await self._reset()
-                await self._load_script()
-            except BaseException:
-                await self._reset()  # unread replies would desynchronise the connection
+    def _stalled(self, protocol: _ReplyProtocol) -> None:
+        if protocol is self._protocol and self._inflight:
+            # Replies still owed would desynchronise the connection: drop it.
+            self._drop(TimeoutError("Redis did not answer the rate-limit check in time"))
+
+    def _lost(self, protocol: _ReplyProtocol, exc: Exception | None) -> None:
+        if protocol is self._protocol:
+            self._drop(ConnectionError(f"Redis connection lost: {exc or 'closed by the server'}"))
+
+    def _drop(self, exc: BaseException) -> None:
+        """Close the connection and fail the batch in flight; queued checks go out on a new
+        connection."""
+        protocol, self._protocol = self._protocol, None
+        inflight, self._inflight = self._inflight, []
+        self._pending[:0], self._retry = self._retry, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if protocol is not None:
+            protocol.transport.abort()
+        self._fail(inflight, exc)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    async def _connect(self) -> None:
+        try:
+            connection = self._factory.make_connection()
+            await connection.connect()
+            # Take the transport over from redis-py's (private) stream. The connection object
+            # then forgets it, so it neither reads from it nor closes it when collected; the
+            # protocol keeps the stream writer, which closes its transport when collected.
+            writer = connection._writer
+            protocol = _ReplyProtocol(self, writer)
+            writer.transport.set_protocol(protocol)
+            connection._reader = connection._writer = None
+        except BaseException as exc:
+            self._connecting = False
+            pending, self._pending = self._pending, []
+            self._fail(pending, exc if isinstance(exc, Exception) else ConnectionError(str(exc)))
+            if not isinstance(exc, Exception):
                 raise
-        raise RuntimeError("the rate-limit script could not be loaded into Redis")
-
-    async def _load_script(self) -> None:
-        connection = self._connection = self._factory.make_connection()
-        await connection.send_command("SCRIPT", "LOAD", self.source)
-        await connection.read_response()
-
-    async def _reset(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            await connection.disconnect()
+            return
+        self._protocol = protocol
+        self._connecting = False
+        self._flush()
 
     async def close(self) -> None:
-        await self._reset()
+        closed = ConnectionError("the rate limiter was closed")
+        pending, self._pending = self._pending, []
+        self._fail(pending, closed)
+        if self._protocol is not None:
+            self._drop(closed)
         await self._factory.aclose()
 
 
 class _MemoryStorage(MemoryStorage):
-    """`limits`' memory storage, with its expiry sweep run at most once a second and inline.
+    """`limits`' memory storage, with plain timestamps for the moving windows and its expiry
+    sweep run at most once a second and inline.
 
-    Upstream schedules the sweep again on every hit as soon as the previous one has finished,
-    and each sweep hops to a worker thread once per key: under steady traffic that background
-    churn cost more than the rate limiting itself. Expired entries never count either way (the
-    moving window compares timestamps); the sweep only frees memory, so once a second is plenty.
+    Upstream keeps an `Entry` object per request in a window, a minute's worth per key: every
+    one lives through the young garbage-collector generations into the oldest, whose full
+    collections (a tenth of a second and more on a loaded API process) then come more often and
+    take longer as the windows fill. A window here is a list of floats (the entries' times,
+    newest first), which the collector never tracks; the window's length is the key's own, so
+    an entry's expiry is its time plus that length. The methods that read or write the windows
+    (`acquire_entry`, `get_moving_window`, the sweep) are overridden to match.
+
+    Upstream also schedules the sweep again on every hit as soon as the previous one has
+    finished, and each sweep hops to a worker thread once per key: under steady traffic that
+    background churn cost more than the rate limiting itself. Expired entries never count
+    either way (the moving window compares timestamps); the sweep only frees memory, so once a
+    second is plenty.
     """
 
     SWEEP_INTERVAL = 1.0
     _last_sweep = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.windows: dict[str, int] = {}  # each key's window length (its entries' expiry)
+
     async def acquire_with_stats(
         self, key: str, limit: int, expiry: int
     ) -> tuple[bool, float, int]:
-        """`acquire_entry` then `get_moving_window` in one pass under the key's lock, on the
-        same entries: (allowed, reset time, remaining)."""
-        await self._MemoryStorage__schedule_expiry()
-        async with self.locks[key]:
-            events = self.events.setdefault(key, [])
-            now = limits_memory.time.time()  # the clock `Entry` stamps with
-            newest_to_drop = events[limit - 1] if len(events) >= limit else None
-            allowed = newest_to_drop is None or newest_to_drop.atime < now - expiry
-            if allowed:
-                events.insert(0, Entry(expiry))
-            count = bisect.bisect_left(events, -(now - expiry), key=lambda entry: -entry.atime)
-            start = events[count - 1].atime if count else now
+        """`acquire_entry` then `get_moving_window` in one pass on the same entries:
+        (allowed, reset time, remaining)."""
+        if time.monotonic() - self._last_sweep >= self.SWEEP_INTERVAL:
+            await self._MemoryStorage__schedule_expiry()
+        # The pass never awaits, so nothing can interleave with it; the key's lock only has to
+        # be respected if some other `limits` call holds it across an await. Taking a free
+        # lock (and creating one per key) would cost more than the check itself.
+        lock = self.locks.get(key)
+        if lock is not None and lock.locked():
+            async with lock:
+                return self._acquire(key, limit, expiry)
+        return self._acquire(key, limit, expiry)
+
+    def _window(self, key: str, expiry: int) -> list[float]:
+        events = self.events.get(key)
+        if events is None:
+            events = self.events[key] = []  # type: ignore[assignment]
+        self.windows[key] = expiry
+        return events  # type: ignore[return-value]
+
+    def _acquire(self, key: str, limit: int, expiry: int) -> tuple[bool, float, int]:
+        events = self._window(key, expiry)
+        now = limits_memory.time.time()  # the clock `limits` stamps entries with
+        allowed = len(events) < limit or events[limit - 1] < now - expiry
+        if allowed:
+            events.insert(0, now)
+        count = bisect.bisect_left(events, expiry - now, key=operator.neg)
+        start = events[count - 1] if count else now
         return allowed, start + expiry, limit - count
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Upstream's check, on the float windows."""
+        if amount > limit:
+            return False
+        await self._MemoryStorage__schedule_expiry()
+        events = self._window(key, expiry)
+        now = limits_memory.time.time()
+        if len(events) > limit - amount and events[limit - amount] >= now - expiry:
+            return False
+        events[:0] = [now] * amount
+        return True
+
+    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """Upstream's (start of the window, entries in it), on the float windows."""
+        now = limits_memory.time.time()
+        events: list[float] = self.events.get(key) or []  # type: ignore[assignment]
+        if events:
+            count = bisect.bisect_left(events, expiry - now, key=operator.neg)
+            return events[count - 1], count
+        return now, 0
+
+    async def clear(self, key: str) -> None:
+        await super().clear(key)
+        self.windows.pop(key, None)
+
+    async def reset(self) -> int | None:
+        self.windows.clear()
+        return await super().reset()
 
     async def _MemoryStorage__expire_events(self) -> None:
         # Upstream hops to a worker thread per key for the bisect; on lists the size of a plan's
         # window that costs more than it saves, and with no await here nothing interleaves.
         now = limits_memory.time.time()
         for key in list(self.events):
-            events = self.events[key]
-            cutoff = bisect.bisect_left(events, -now, key=lambda entry: -entry.expiry)
-            del events[cutoff:]
+            events: list[float] = self.events[key]  # type: ignore[assignment]
+            window = self.windows.get(key, 0)
+            # Entries at or before `now - window` have expired (upstream: expiry <= now).
+            del events[bisect.bisect_left(events, window - now, key=operator.neg) :]
             if not events:
                 del self.events[key]
+                self.windows.pop(key, None)
                 self.locks.pop(key, None)
         for key in list(self.expirations):
             if self.expirations[key] <= now:
@@ -236,6 +409,11 @@ class _MemoryStorage(MemoryStorage):
 
 
 class RateLimiter:
+    # Encoded Redis keys and constant arguments per (key, limit): one entry per account budget
+    # and per client IP seen. Cleared when it grows past this, so a flood of distinct IPs
+    # cannot grow it without bound.
+    MAX_CACHED_KEYS = 10_000
+
     def __init__(self, redis_url: str | None, *, namespace: str = "syncauction") -> None:
         self._script = None
         if redis_url:
@@ -250,6 +428,7 @@ class RateLimiter:
             self.storage = _MemoryStorage()
         self.strategy = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
         self._items: dict[int, RateLimitItemPerMinute] = {}
+        self._encoded: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
 
     def _item(self, per_minute: int) -> RateLimitItemPerMinute:
         item = self._items.get(per_minute)
@@ -257,18 +436,36 @@ class RateLimiter:
             item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
         return item
 
+    def _encode(self, key: str, per_minute: int) -> tuple[bytes, bytes, int]:
+        """The script call's parts that do not change between checks of one budget: the
+        Redis key (the one `limits` uses) and the limit and expiry arguments, in RESP."""
+        encoded = self._encoded.get((key, per_minute))
+        if encoded is None:
+            if len(self._encoded) >= self.MAX_CACHED_KEYS:
+                self._encoded.clear()
+            item = self._item(per_minute)
+            expiry = item.get_expiry()
+            encode = _ScriptBatcher.encode
+            encoded = self._encoded[key, per_minute] = (
+                encode(self._prefixed(item.key_for(key))),
+                encode(per_minute, expiry),
+                expiry,
+            )
+        return encoded
+
     async def hit(self, key: str, per_minute: int) -> RateLimitResult:
         """Take one request from `key`'s budget; the result says whether it was allowed and
         what is left (for the headers)."""
-        item = self._item(per_minute)
         if self._script is not None:
-            expiry = item.get_expiry()
-            acquired, oldest, count = await self._script.call(
-                self._prefixed(item.key_for(key)), time.time(), per_minute, expiry
+            redis_key, limit_and_expiry, expiry = self._encode(key, per_minute)
+            now = repr(time.time()).encode()
+            acquired, oldest, count = await self._script.submit(
+                b"%s$%d\r\n%s\r\n%s" % (redis_key, len(now), now, limit_and_expiry), 3
             )
-            allowed = bool(acquired)
-            reset, remaining = float(oldest) + expiry, per_minute - int(count)
+            allowed = acquired == 1
+            reset, remaining = float(oldest) + expiry, per_minute - count
         else:
+            item = self._item(per_minute)
             allowed, reset, remaining = await self.storage.acquire_with_stats(  # type: ignore[union-attr]
                 item.key_for(key), per_minute, item.get_expiry()
             )

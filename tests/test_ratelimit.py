@@ -381,3 +381,51 @@ async def test_memory_sweep_frees_windows_that_have_expired(monkeypatch):
     await limiter.storage._MemoryStorage__expire_events()
     assert limiter.storage.events == {}
     assert (await limiter.hit("acct:sweep:live", 100)).remaining == 99
+
+
+async def test_memory_windows_are_plain_timestamps_limits_also_reads():
+    """The memory windows hold floats (the garbage collector never tracks them), and
+    `limits`' own acquire/read path works on the same windows as the one-pass check."""
+    import gc
+
+    limiter = RateLimiter(None)
+    item = limiter._item(3)
+    assert (await limiter.hit("acct:floats:live", 3)).remaining == 2
+    assert await limiter.strategy.hit(item, "acct:floats:live")  # `limits`' acquire_entry
+    window = limiter.storage.events[item.key_for("acct:floats:live")]
+    assert len(window) == 2
+    assert all(type(entry) is float and not gc.is_tracked(entry) for entry in window)
+    result = await limiter.hit("acct:floats:live", 3)
+    assert (result.allowed, result.remaining) == (True, 0)
+    assert not await limiter.strategy.hit(item, "acct:floats:live")
+    assert not (await limiter.hit("acct:floats:live", 3)).allowed
+    await limiter.reset()
+    assert limiter.storage.events == {} and limiter.storage.windows == {}
+    await limiter.close()
+
+
+@requires_redis
+async def test_a_dropped_redis_connection_is_replaced_and_the_budget_stays_exact():
+    """Redis closing the limiter's connection fails at most the checks in flight on it (the
+    gateway lets those through); the next check opens a new connection on the same budget."""
+    from redis.asyncio import Redis
+
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    admin = Redis.from_url(TEST_REDIS_URL)
+    key = f"acct:acct_{uuid.uuid4().hex}:live"
+    try:
+        assert (await limiter.hit(key, 10)).remaining == 9
+        await admin.client_kill_filter(_type="normal", skipme=True)
+        remaining: list[int | None] = []
+        for _ in range(3):
+            try:
+                remaining.append((await limiter.hit(key, 10)).remaining)
+            except ConnectionError:
+                remaining.append(None)
+        passed = [r for r in remaining if r is not None]
+        assert remaining[-1] is not None
+        assert remaining[-1] == 10 - 1 - len(passed)
+    finally:
+        await limiter.reset()
+        await limiter.close()
+        await admin.aclose()
