@@ -11,6 +11,10 @@ B2  the same full stack with the rate limiter on vs off (`rate_limit_enabled=Fal
 
     .venv/bin/python bench/bench_product_get.py [--duration 2] [--rounds 4] [--concurrency 32]
 
+While it runs, PostgreSQL and Redis are pinned to the load generator's core (and restored
+afterwards; see `_harness.services_off_server_core`): left floating they took 1-9% of the server's
+core, a different share for each target, which moved the ratios by as much as B2's margin.
+
 Exits 0 whether or not the goals are met (the GOAL lines say PASS or MISS); non-zero only when
 the benchmark itself fails (a server that does not start, wrong responses, a 429).
 """
@@ -36,6 +40,7 @@ from _harness import (
     round_ratio,
     run_async,
     running,
+    services_off_server_core,
     table,
 )
 
@@ -107,7 +112,8 @@ def main() -> int:
             "emb_on": emb_on,
             "emb_off": emb_off,
         }
-        with running(list(servers.values())):
+        with services_off_server_core() as pinning, running(list(servers.values())):
+            print(pinning, flush=True)
             measure(
                 [(servers[name], results[name]) for name in results],
                 fixture.requests(),
