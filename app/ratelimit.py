@@ -148,6 +148,8 @@ class _ScriptBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self._scheduled = False
         self._connecting = False
+        self._connect_task: asyncio.Task[None] | None = None  # held: a bare task may be collected
+        self._closed = False
 
     # --- encoding ---------------------------------------------------------------------------
 
@@ -181,6 +183,9 @@ class _ScriptBatcher:
         """Queue one script call; `arguments` is `encode(key, *args)` with `nargs` args after
         the key. The future gets the script's reply."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self._closed:  # shutting down: fail the check (the gateway lets it through)
+            future.set_exception(ConnectionError("the rate limiter was closed"))
+            return future
         self._pending.append((arguments, nargs, future, False))
         if not self._scheduled and not self._inflight and not self._connecting:
             # Send at the end of this pass of the event loop, with every check it starts.
@@ -198,7 +203,7 @@ class _ScriptBatcher:
         protocol = self._protocol
         if protocol is None or protocol.transport.is_closing():
             self._connecting = True
-            asyncio.get_running_loop().create_task(self._connect())
+            self._connect_task = asyncio.get_running_loop().create_task(self._connect())
             return
         batch, self._pending = self._pending, []
         head = self._head
@@ -282,9 +287,13 @@ class _ScriptBatcher:
             return
         self._protocol = protocol
         self._connecting = False
+        if self._closed:  # closed while connecting
+            self._drop(ConnectionError("the rate limiter was closed"))
+            return
         self._flush()
 
     async def close(self) -> None:
+        self._closed = True
         closed = ConnectionError("the rate limiter was closed")
         pending, self._pending = self._pending, []
         self._fail(pending, closed)

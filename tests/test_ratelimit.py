@@ -429,3 +429,17 @@ async def test_a_dropped_redis_connection_is_replaced_and_the_budget_stays_exact
         await limiter.reset()
         await limiter.close()
         await admin.aclose()
+
+
+@requires_redis
+async def test_a_closed_limiter_fails_checks_instead_of_reconnecting():
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    key = f"acct:acct_{uuid.uuid4().hex}:live"
+    try:
+        assert (await limiter.hit(key, 10)).remaining == 9
+    finally:
+        await limiter.reset()
+        await limiter.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        await limiter.hit(key, 10)
+    assert limiter._script._protocol is None

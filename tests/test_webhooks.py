@@ -523,20 +523,24 @@ async def test_commits_of_one_moment_share_one_fan_out(
 
     await endpoint(client, tenant, receiver.url, ["product.created"])
     queue = runtime.current().jobs
-    requested: list[str | None] = []
+    queued: list[tuple[str | None, str | None]] = []  # (job id asked for, job id queued)
     enqueue = queue.enqueue
 
     async def counting(name: str, *args: Any, **kwargs: Any) -> str | None:
+        job_id = await enqueue(name, *args, **kwargs)
         if name == "fan_out_webhooks":
-            requested.append(kwargs.get("job_id"))
-        return await enqueue(name, *args, **kwargs)
+            queued.append((kwargs.get("job_id"), job_id))
+        return job_id
 
     monkeypatch.setattr(queue, "enqueue", counting)
     monkeypatch.setattr(events, "_window", lambda: 89_500_000_000)  # all in one window
+    monkeypatch.setattr(events, "FAN_OUT_WINDOW", 0.5)  # ... which closes after the commits
     for number in range(8):
         await make_product(tenant, f"{710000 + number}")
 
-    assert requested == ["fan-out:89500000000"]
+    assert len(queued) == 8  # every commit asks ...
+    assert {asked for asked, _ in queued} == {"fan-out:89500000000"}
+    assert [job for _, job in queued if job is not None] == ["fan-out:89500000000"]  # ... once
     await settle()
     assert len(receiver.received) == 8
 
@@ -601,3 +605,36 @@ async def test_events_and_their_delivery_history_are_kept_for_the_retention_only
     assert not await WebhookAttempt.filter(delivery__event_id=old.id).exists()
     assert await WebhookAttempt.filter(delivery__event_id=fresh.id).count() == 1
     assert await purge_old_events() == 0
+
+
+async def test_a_delivery_replayed_while_the_purge_runs_is_kept(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    from datetime import UTC, datetime, timedelta
+
+    from app.events import service as events
+
+    await endpoint(client, tenant, receiver.url, ["product.created"])
+    await make_product(tenant, "730000")
+    await settle()
+    await events.flush_published_marks()
+    event = await Event.get(type="product.created")
+    await Event.filter(id=event.id).update(created_at=datetime.now(UTC) - timedelta(days=31))
+    delivery = await WebhookDelivery.get(event_id=event.id)
+    real_transaction = events.in_transaction
+
+    @contextlib.asynccontextmanager
+    async def replayed_meanwhile() -> Any:
+        # Between the purge's choice of events and its deletes, the merchant replays.
+        await WebhookDelivery.filter(id=delivery.id).update(
+            status=DeliveryStatus.PENDING, next_attempt_at=datetime.now(UTC)
+        )
+        async with real_transaction() as connection:
+            yield connection
+
+    monkeypatch.setattr(events, "in_transaction", replayed_meanwhile)
+    assert await events.purge_old_events() == 0
+    assert await Event.exists(id=event.id)
+    assert (await WebhookDelivery.get(id=delivery.id)).status is DeliveryStatus.PENDING
+    assert await WebhookAttempt.filter(delivery_id=delivery.id).count() == 1

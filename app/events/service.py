@@ -52,12 +52,11 @@ async def atomic() -> AsyncIterator[Transaction]:
 
 
 # Commits within one window share a fan-out, queued to run just after the window closes: under
-# load one fan-out routes many events, and an event waits at most this long to be routed (the
-# periodic fan-out catches anything a lost request misses).
+# load one fan-out routes many events, and an event waits about this long to be routed. The job
+# id is the window's, so a request while that job waits adds nothing; one made after it ran
+# (a late commit, or a worker whose clock runs ahead) queues it again. The periodic fan-out
+# catches anything a lost request misses.
 FAN_OUT_WINDOW = 0.02
-_fan_out_requested: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
-    weakref.WeakKeyDictionary()
-)
 
 
 def _window() -> int:
@@ -68,17 +67,12 @@ async def _fan_out_soon() -> None:
     """Ask for the webhook deliveries of what was just committed."""
     from app import jobs, runtime
 
-    window = _window()
-    loop = asyncio.get_running_loop()
-    if _fan_out_requested.get(loop) == window:  # this process asked already
-        return
     try:
         if runtime.current().jobs is None:
             return
         await jobs.enqueue(
-            "fan_out_webhooks", job_id=f"fan-out:{window}", defer_seconds=FAN_OUT_WINDOW
+            "fan_out_webhooks", job_id=f"fan-out:{_window()}", defer_seconds=FAN_OUT_WINDOW
         )
-        _fan_out_requested[loop] = window
     except Exception:
         logger.warning("could not queue the webhook fan-out", exc_info=True)
 
@@ -270,16 +264,22 @@ async def purge_old_events(*, now: datetime | None = None) -> int:
         if not ids:
             return removed
         listed = sqltext.params(len(ids))
+        # The conditions are checked again as rows are deleted: a delivery replayed since the
+        # SELECT above is pending again, and it and its event stay.
+        settled = f"event_id IN ({listed}) AND status <> 'pending'"
         async with in_transaction() as tx:
             await sqltext.execute(
                 tx,
                 "DELETE FROM webhook_attempts WHERE delivery_id IN"
-                f" (SELECT id FROM webhook_deliveries WHERE event_id IN ({listed}))",
+                f" (SELECT id FROM webhook_deliveries WHERE {settled})",
                 *ids,
             )
-            await sqltext.execute(
-                tx, f"DELETE FROM webhook_deliveries WHERE event_id IN ({listed})", *ids
+            await sqltext.execute(tx, f"DELETE FROM webhook_deliveries WHERE {settled}", *ids)
+            removed += await sqltext.execute(
+                tx,
+                f"DELETE FROM events WHERE id IN ({listed}) AND NOT EXISTS"
+                " (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id)",
+                *ids,
             )
-            removed += await sqltext.execute(tx, f"DELETE FROM events WHERE id IN ({listed})", *ids)
         if len(ids) < _PURGE_BATCH:
             return removed

@@ -69,7 +69,8 @@ class WebhookDelivery(Model):
     class Meta:
         table = "webhook_deliveries"
         unique_together = (("endpoint_id", "event_id"),)
-        indexes = (("status", "next_attempt_at"), ("endpoint_id", "id"))
+        # event_id: the events purge (and its ON DELETE CASCADE check) finds deliveries by event.
+        indexes = (("status", "next_attempt_at"), ("endpoint_id", "id"), ("event_id",))
 
 
 class WebhookAttempt(Model):
