@@ -114,16 +114,7 @@ def build_rows(account_id: str, lots: list[Any], rules: list[Any]) -> list[Any]:
     now = datetime.now(UTC)
     rows = []
     for lot in lots:
-        price = price_lot(
-            LotFacts(
-                cost=lot.cost,
-                title=lot.title,
-                metal=lot.metal,
-                service=lot.service,
-                grade=lot.grade,
-            ),
-            rules,
-        ).price
+        price = price_lot(LotFacts.of(lot), rules).price
         rows.append(
             ProductRow.for_lot(
                 lot,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Any
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
@@ -54,6 +55,17 @@ class LotFacts:
     metal: str | None = None
     service: str | None = None
     grade: str | None = None
+
+    @classmethod
+    def of(cls, described: Any) -> LotFacts:
+        """The facts of anything described like a lot: a feed lot or a stored product."""
+        return cls(
+            cost=Decimal(described.cost),
+            title=described.title,
+            metal=described.metal,
+            service=described.service,
+            grade=described.grade,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,14 +172,7 @@ async def update_product(actor: Principal, product_id: str, *, changes: ProductC
                     changed.append("manual_price")
                     # Released: the rules price it again, now (and stores get it next sync).
                     rules, default = await tenant_pricing(actor.account_id, actor.environment)
-                    facts = LotFacts(
-                        cost=Decimal(product.cost),
-                        title=product.title,
-                        metal=product.metal,
-                        service=product.service,
-                        grade=product.grade,
-                    )
-                    ruled = price_lot(facts, rules, default=default).price
+                    ruled = price_lot(LotFacts.of(product), rules, default=default).price
                     if ruled != product.price:
                         product.price = ruled
                         product.margin = ruled - Decimal(product.cost)

@@ -350,17 +350,7 @@ class SyncRun:
         for ha_lot, change in by_lot.items():
             lot = change.lot
             current = existing.get(ha_lot)
-            decision = price_lot(
-                LotFacts(
-                    cost=lot.cost,
-                    title=lot.title,
-                    metal=lot.metal,
-                    service=lot.service,
-                    grade=lot.grade,
-                ),
-                rules,
-                default=self.default_rule,
-            )
+            decision = price_lot(LotFacts.of(lot), rules, default=self.default_rule)
             manual = current.manual_price if current is not None else None
             row = ProductRow.for_lot(
                 lot,
@@ -437,14 +427,7 @@ class SyncRun:
             now = datetime.now(UTC)
             changed: list[tuple[Product, Decimal]] = []
             for product in products:
-                facts = LotFacts(
-                    cost=Decimal(product.cost),
-                    title=product.title,
-                    metal=product.metal,
-                    service=product.service,
-                    grade=product.grade,
-                )
-                price = price_lot(facts, rules, default=self.default_rule).price
+                price = price_lot(LotFacts.of(product), rules, default=self.default_rule).price
                 if price != Decimal(product.price):
                     changed.append((product, price))
             if not changed:
