@@ -28,11 +28,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +58,7 @@ from tests.conftest import (
     make_tenant,
     requires_postgres,
 )
+from tests.integration.child_process import kill, wait_until
 from tests.integration.threaded_server import serve_in_thread
 
 pytestmark = [pytest.mark.integration, requires_postgres]
@@ -238,23 +237,6 @@ _CHILD_SETTINGS = {
 }
 
 
-async def wait_until(condition: Any, child: subprocess.Popen, log: Path, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not await condition():
-        if child.poll() is not None:
-            pytest.fail(f"the sync process ended before {what}:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
-        await asyncio.sleep(0.01)
-
-
-def kill(child: subprocess.Popen) -> None:
-    if child.poll() is None:
-        os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=10)
-    assert child.returncode == -signal.SIGKILL
-
-
 async def create_job(account_id: str, type: SyncType) -> SyncJob:
     """A queued job row, as `start_job` writes it, without enqueueing it: the child runs it."""
     return await SyncJob.create(
@@ -319,13 +301,17 @@ async def test_a_killed_sync_is_finished_by_the_next_run(
                     row = await SyncJob.get(id=job.id)
                     return row.phase == "fetching" and await products.count() >= 2 * SYNC_BATCH
 
-                await wait_until(ingesting, child, log, "two ingest batches were committed")
+                await wait_until(
+                    ingesting, child, log, "two ingest batches were committed", timeout=WAIT
+                )
             else:
 
                 async def held() -> bool:
                     return gate.held.is_set()
 
-                await wait_until(held, child, log, f"batch call {HOLD_AT} reached the shop")
+                await wait_until(
+                    held, child, log, f"batch call {HOLD_AT} reached the shop", timeout=WAIT
+                )
             kill(child)
         finally:
             if child.poll() is None:

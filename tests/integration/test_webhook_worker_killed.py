@@ -27,11 +27,9 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -56,6 +54,7 @@ from tests.conftest import (
     make_tenant,
     requires_postgres,
 )
+from tests.integration.child_process import kill, wait_until
 from tests.integration.threaded_server import serve_in_thread
 
 pytestmark = [pytest.mark.integration, requires_postgres]
@@ -213,23 +212,6 @@ def spawn(settings: Settings, event_ids: list[str], log: Path) -> subprocess.Pop
         )
 
 
-async def wait_held(receiver: Receiver, child: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + WAIT
-    while not receiver.held.is_set():
-        if child.poll() is not None:
-            pytest.fail(f"the worker ended before request {HOLD_AT} was held:\n{log.read_text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for request {HOLD_AT}:\n{log.read_text()}")
-        await asyncio.sleep(0.01)
-
-
-def kill(child: subprocess.Popen) -> None:
-    if child.poll() is None:
-        os.kill(child.pid, signal.SIGKILL)
-    child.wait(timeout=10)
-    assert child.returncode == -signal.SIGKILL
-
-
 # -- the test -------------------------------------------------------------------------------
 
 
@@ -258,7 +240,11 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
         # 1. The worker fans out and delivers, and is SIGKILLed while POST HOLD_AT is held.
         child = spawn(worker_settings, event_ids, log)
         try:
-            await wait_held(receiver, child, log)
+
+            async def held() -> bool:
+                return receiver.held.is_set()
+
+            await wait_until(held, child, log, f"request {HOLD_AT} was held", timeout=WAIT)
             kill(child)
         finally:
             if child.poll() is None:
