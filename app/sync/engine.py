@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from app import runtime
+from app import runtime, sqltext
 from app.accounts.models import Environment
 from app.connectors.auction_house.catalog import Lot
 from app.connectors.base import ListingResult, ListingWrite, StoreConnector, WriteAction
@@ -769,7 +769,7 @@ async def _analyze(table: str) -> None:
     """Refresh PostgreSQL's statistics after a table grew a lot (a first sync): without them
     the planner may scan a tenant's rows for every batch lookup."""
     connection = Listing._meta.db
-    if connection.capabilities.dialect == "postgres":
+    if sqltext.is_postgres(connection):
         await connection.execute_script(f"ANALYZE {table}")
 
 

@@ -16,6 +16,7 @@ import orjson
 
 from app.events.models import Event
 from app.products.models import Product
+from app.sqltext import is_postgres
 from app.sync.diff import listing_hash
 
 # Columns the sync owns; `manual_price`, `tags`, `description` (after creation) and a
@@ -161,10 +162,6 @@ class ProductRow:
 
     def values(self) -> dict[str, Any]:
         return {column: getattr(self, column) for column in _COLUMNS}
-
-
-def is_postgres(connection: Any) -> bool:
-    return connection.capabilities.dialect == "postgres"
 
 
 async def write_products(connection: Any, rows: list[ProductRow]) -> None:
