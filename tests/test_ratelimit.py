@@ -443,3 +443,127 @@ async def test_a_closed_limiter_fails_checks_instead_of_reconnecting():
     with pytest.raises(ConnectionError, match="closed"):
         await limiter.hit(key, 10)
     assert limiter._script._protocol is None
+
+
+@requires_redis
+async def test_early_checks_only_while_the_budget_is_far_from_empty():
+    """A read may run while its Redis check is in flight only while the last check here left
+    more than the headroom (a tenth of the limit, at least 8), counting the checks already
+    ahead; each early check still takes exactly one request from the shared budget."""
+    import asyncio
+
+    from redis.asyncio import Redis
+
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    admin = Redis.from_url(TEST_REDIS_URL)
+    key = f"acct:acct_{uuid.uuid4().hex}:live"
+    try:
+        assert limiter.check_early(key, 100) is None  # nothing known here yet: wait
+        assert (await limiter.hit(key, 100)).remaining == 99
+        early = [limiter.check_early(key, 100) for _ in range(90)]
+        # 99 left, headroom 10: 89 may go ahead; the 90th would leave too little.
+        assert all(early[:89]) and early[89] is None
+        results = await asyncio.gather(*(check.result() for check in early[:89]))
+        assert sorted(r.remaining for r in results) == list(range(10, 99))
+        assert all(r.allowed for r in results)
+        assert limiter.check_early(key, 100) is None  # 10 left: reads wait again
+        assert (await limiter.hit(key, 100)).remaining == 9
+
+        # Nobody waits for an early check: it still goes out within the window.
+        other = f"acct:acct_{uuid.uuid4().hex}:live"
+        await limiter.hit(other, 100)
+        check = limiter.check_early(other, 100)
+        await asyncio.sleep(limiter._script.WINDOW + 0.1)
+        assert await admin.llen(limiter._prefixed(limiter._item(100).key_for(other))) == 2
+        assert (await check.result()).remaining == 98
+
+        # A read that finishes first sends its check at once instead of waiting the window.
+        limiter._script.WINDOW = 30.0
+        check = limiter.check_early(other, 100)
+        assert (await asyncio.wait_for(check.result(), 2)).remaining == 97
+        with pytest.raises(RuntimeError):
+            await check.result()
+    finally:
+        await limiter.reset()
+        await limiter.close()
+        await admin.aclose()
+
+
+@requires_redis
+async def test_an_early_read_refused_by_another_process_answers_429_and_no_body(app, client):
+    """Another API process spends the budget while this one's read runs ahead of its check:
+    the read's answer is replaced by the 429. Once a check has seen the budget empty, reads
+    wait for their check again, so refused reads stop reaching the handler; writes always
+    wait."""
+    namespace = f"test-{uuid.uuid4().hex}"
+    here = RateLimiter(TEST_REDIS_URL, namespace=namespace)
+    elsewhere = RateLimiter(TEST_REDIS_URL, namespace=namespace)
+    app.limiter = here
+    handled: list[str] = []
+    inner = app.app
+
+    async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
+        handled.append(f"{scope['method']} {scope['path']}")
+        await inner(scope, receive, send)
+
+    app.app = counting
+    big = await enterprise(rate_limit=20)
+    product = await make_product(big)
+    url = f"/v1/products/{product.id}"
+    key = f"acct:{big.account_id}:live"
+    try:
+        first = await client.get(url, headers=big.headers())
+        second = await client.get(url, headers=big.headers())
+        assert [first.status_code, second.status_code] == [200, 200]
+        assert [limit_headers(r)[:2] for r in (first, second)] == [(20, 19), (20, 18)]
+        assert second.json()["data"]["id"] == product.id
+
+        for _ in range(18):  # the other process takes the rest of the minute's budget
+            assert (await elsewhere.hit(key, 20)).allowed
+        refused = await client.get(url, headers=big.headers())
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+        assert product.id not in refused.text
+        assert limit_headers(refused)[:2] == (20, 0)
+        assert 1 <= int(refused.headers["retry-after"]) <= 61
+        assert refused.headers["content-type"] == "application/json"
+        assert len(handled) == 3  # it ran ahead of its check; its answer was dropped
+
+        again = await client.get(url, headers=big.headers())
+        write = await client.put(url, json={"price": 1.00}, headers=big.headers())
+        assert [again.status_code, write.status_code] == [429, 429]
+        assert len(handled) == 3  # neither reached the handler
+        assert (await Product.get(id=product.id)).price == Decimal("430.50")
+    finally:
+        await here.reset()
+        await here.close()
+        await elsewhere.close()
+
+
+@requires_redis
+async def test_an_early_check_that_fails_lets_the_read_through(app, client, monkeypatch):
+    """Fail open, as for a check that waits: the read answers, without limit headers."""
+    from app.ratelimit import EarlyCheck
+
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    app.limiter = limiter
+    big = await enterprise(rate_limit=100)
+    product = await make_product(big)
+    url = f"/v1/products/{product.id}"
+    original = EarlyCheck.result
+
+    async def broken(self):  # type: ignore[no-untyped-def]
+        await original(self)
+        raise ConnectionError("Redis connection lost")
+
+    monkeypatch.setattr(EarlyCheck, "result", broken)
+    try:
+        assert limit_headers(await client.get(url, headers=big.headers()))[:2] == (100, 99)
+        response = await client.get(url, headers=big.headers())
+        assert response.status_code == 200
+        assert response.json()["data"]["id"] == product.id
+        assert "x-ratelimit-limit" not in response.headers
+        assert limiter._ahead == {}
+    finally:
+        await limiter.reset()
+        await limiter.close()

@@ -4,6 +4,10 @@ authentication and per-plan rate limits, as one pure ASGI middleware.
 Every response of either API carries `X-Request-Id` and the `X-RateLimit-*` headers. The
 principal lands in `scope["state"]["principal"]`, where the REST handler and the GraphQL
 context read it.
+
+A read (GET, HEAD) whose budget is far from empty runs while its Redis check is in flight; its
+response start waits for the check and becomes the 429 if the check refused it (see
+`RateLimiter.check_early`). Everything else waits for its check before it runs.
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ from app.errors import (
 )
 from app.logging import request_id_var
 from app.metrics import Metrics
-from app.ratelimit import RateLimiter, RateLimitResult
+from app.ratelimit import EarlyCheck, RateLimiter, RateLimitResult
 
 logger = logging.getLogger("syncauction.http")
 
 Scope = dict[str, Any]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 REALM = 'Bearer realm="SyncAuction"'
+# Safe methods: such a request changes nothing, so it may run while its rate-limit check is in
+# flight (`RateLimiter.check_early`). GraphQL refuses mutations over GET.
+_READS = frozenset({"GET", "HEAD"})
 
 
 class _BodyTooLarge(PayloadTooLarge):
@@ -101,31 +108,30 @@ class ApiGateway:
                 )
         state["principal"] = principal
 
+        early: EarlyCheck | None = None
         if self.limiter is not None:
             if principal is not None:
                 key, limit = (
                     f"acct:{principal.account_id}:{principal.environment}",
                     principal.rate_limit,
                 )
+                if scope["method"] in _READS:
+                    early = self.limiter.check_early(key, limit)
             else:
                 key, limit = f"ip:{_client_ip(scope)}", self.settings.unauthenticated_rate_limit
-            try:
-                result: RateLimitResult | None = await self.limiter.hit(key, limit)
-            except Exception:
-                # Fail open: an unreachable limiter store must not take the API down with it.
-                logger.warning("rate limiter unavailable; request let through", exc_info=True)
-                result = None
-            if result is not None:
-                extra_headers += result.headers()
-            if result is not None and not result.allowed:
-                # An exhausted per-IP budget answers 429 even to failed authentication;
-                # otherwise key guessing would never be limited.
-                www_authenticate = None
-                error = RateLimited(
-                    f"Rate limit of {limit} requests per minute exceeded; retry in "
-                    f"{result.retry_after} s.",
-                    retry_after=result.retry_after,
-                )
+            if early is None:
+                try:
+                    result = await self.limiter.hit(key, limit)
+                except Exception:
+                    _limiter_failed()
+                    result = None
+                if result is not None:
+                    extra_headers += result.headers()
+                if result is not None and not result.allowed:
+                    # An exhausted per-IP budget answers 429 even to failed authentication;
+                    # otherwise key guessing would never be limited.
+                    www_authenticate = None
+                    error = _rate_limited(result)
 
         if error is None:
             declared = headers.get("content-length")
@@ -143,7 +149,7 @@ class ApiGateway:
             )
             return
         await self._with_request_id(
-            scope, receive, send, headers, extra_headers, graphql=is_graphql
+            scope, receive, send, headers, extra_headers, graphql=is_graphql, early=early
         )
 
     async def _authenticate(self, authorization: str | None):  # type: ignore[no-untyped-def]
@@ -168,6 +174,7 @@ class ApiGateway:
         *,
         error: DomainError | None = None,
         graphql: bool = False,
+        early: EarlyCheck | None = None,
     ) -> None:
         incoming = headers.get("x-request-id")
         request_id = (
@@ -181,7 +188,7 @@ class ApiGateway:
         started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
+        async def forward(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
@@ -190,6 +197,24 @@ class ApiGateway:
                     (k, v) for k, v in message.get("headers", []) if k.lower() not in names
                 ] + extra_headers
             await send(message)
+
+        refused = False  # an early check said no: the handler's response is dropped
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal early, refused
+            if refused:
+                return
+            if early is not None and message["type"] == "http.response.start":
+                # The read went ahead of its rate-limit check; its answer waits for the check.
+                result = await _settle(early)
+                early = None
+                if result is not None:
+                    extra_headers.extend(result.headers())
+                    if not result.allowed:
+                        refused = True
+                        await _send_error(forward, _rate_limited(result), graphql=graphql)
+                        return
+            await forward(message)
 
         received = 0
 
@@ -217,6 +242,8 @@ class ApiGateway:
                         graphql=graphql,
                     )
         finally:
+            if early is not None:  # no response was started: the check still has to land
+                await _settle(early)
             elapsed = time.perf_counter() - started
             duration_ms = round(elapsed * 1000, 2)
             self.metrics.observe(scope["method"], scope["path"], status_holder["status"], elapsed)
@@ -228,6 +255,27 @@ class ApiGateway:
                 extra={"status": status_holder["status"], "duration_ms": duration_ms},
             )
             request_id_var.reset(token)
+
+
+def _rate_limited(result: RateLimitResult) -> RateLimited:
+    return RateLimited(
+        f"Rate limit of {result.limit} requests per minute exceeded; retry in "
+        f"{result.retry_after} s.",
+        retry_after=result.retry_after,
+    )
+
+
+def _limiter_failed() -> None:
+    # Fail open: an unreachable limiter store must not take the API down with it.
+    logger.warning("rate limiter unavailable; request let through", exc_info=True)
+
+
+async def _settle(early: EarlyCheck) -> RateLimitResult | None:
+    try:
+        return await early.result()
+    except Exception:
+        _limiter_failed()
+        return None
 
 
 async def _send_error(send: Any, error: DomainError, *, graphql: bool) -> None:
