@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
 
 MODEL_MODULES = [
     "app.accounts.models",
@@ -19,9 +20,25 @@ MODEL_MODULES = [
 ]
 
 
+async def _keep_session(connection: Any) -> None:
+    """asyncpg's pool `reset`, run when a connection goes back to the pool.
+
+    asyncpg always rolls back a transaction left open first. Its default reset then sends
+    `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` - a second round
+    trip for every query made outside a transaction, undoing session state this application
+    never creates: it takes no advisory locks, declares no holdable cursors, never LISTENs
+    and never SETs a session variable (connection settings go in `server_settings`). So
+    there is nothing to undo. Code that starts doing any of those must use a transaction
+    scoped form (`pg_advisory_xact_lock`, `SET LOCAL`) or restore this reset."""
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
+    connection: str | dict[str, Any] = database_url
+    if database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        connection = expand_db_url(database_url)
+        connection["credentials"]["reset"] = _keep_session
     return {
-        "connections": {"default": database_url},
+        "connections": {"default": connection},
         "apps": {
             "models": {
                 "models": MODEL_MODULES,
