@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.routing import Route
 
 # Label values must come from a fixed set: a label per raw path (ids, typos, scanners' probes)
 # would grow the registry without bound. Anything not matching a known route is "other".
@@ -62,12 +64,27 @@ class Metrics:
         self.rate_limited = Counter(
             "syncauction_rate_limited_total", "Requests refused with 429.", registry=self.registry
         )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    def observe(self, method: str, path: str, status: int, seconds: float) -> None:
-        route = self.route_label(path)
+    def observe(
+        self, method: str, path: str, status: int, seconds: float, route: object = None
+    ) -> None:
+        """Count one request. `route` is the Starlette route that matched it, if any (the
+        router leaves it in `scope["route"]`): its template is the label, with no need to
+        match the path against every template again."""
+        template = route.path if type(route) is Route else self.route_label(path)
         method = method if method in _METHODS else "other"
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # Label children are looked up once per (method, route, status): `labels()` takes a
+        # lock and validates on every call. All three come from fixed sets, so this stays small.
+        key = (method, template, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, template, str(status)),
+                self.latency.labels(method, template),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if status == 429:
             self.rate_limited.inc()
 

@@ -26,7 +26,7 @@ from limits.storage import storage_from_string
 from redis.exceptions import ResponseError
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much
 class RateLimitResult:
     allowed: bool
     limit: int
@@ -136,7 +136,7 @@ class _ScriptBatcher:
     TIMEOUT = 0.5
     # Checks nobody waits for yet (early checks: their read is still running) may wait this
     # long for others to share their round trip; a read that finishes first sends them at once.
-    WINDOW = 0.002
+    WINDOW = 0.005
 
     def __init__(self, redis_url: str, source: str) -> None:
         from redis.asyncio import ConnectionPool
@@ -518,6 +518,7 @@ class RateLimiter:
         self.strategy = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
         self._items: dict[int, RateLimitItemPerMinute] = {}
         self._encoded: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
+        self._memory_keys: dict[tuple[str, int], tuple[str, int]] = {}
         self._remaining: dict[str, int] = {}  # per key, as its last Redis check here left it
         self._ahead: dict[str, int] = {}  # per key, early checks still in flight
 
@@ -550,13 +551,21 @@ class RateLimiter:
         if self._script is not None:
             future, expiry = self._submit(key, per_minute)
             return self._redis_result(key, per_minute, expiry, await future)
-        item = self._item(per_minute)
+        storage_key, expiry = self._memory_key(key, per_minute)
         allowed, reset, remaining = await self.storage.acquire_with_stats(  # type: ignore[union-attr]
-            item.key_for(key), per_minute, item.get_expiry()
+            storage_key, per_minute, expiry
         )
-        return RateLimitResult(
-            allowed=allowed, limit=per_minute, remaining=max(0, remaining), reset=math.ceil(reset)
-        )
+        return RateLimitResult(allowed, per_minute, max(0, remaining), math.ceil(reset))
+
+    def _memory_key(self, key: str, per_minute: int) -> tuple[str, int]:
+        """The memory storage's key for a budget (the one `limits` uses) and its expiry."""
+        cached = self._memory_keys.get((key, per_minute))
+        if cached is None:
+            if len(self._memory_keys) >= self.MAX_CACHED_KEYS:
+                self._memory_keys.clear()
+            item = self._item(per_minute)
+            cached = self._memory_keys[key, per_minute] = (item.key_for(key), item.get_expiry())
+        return cached
 
     def check_early(self, key: str, per_minute: int) -> EarlyCheck | None:
         """Send `key`'s check for a read that may run while the check is in flight, or return
@@ -596,14 +605,12 @@ class RateLimiter:
     ) -> RateLimitResult:
         acquired, oldest, count = reply
         remaining = per_minute - count
-        if key not in self._remaining and len(self._remaining) >= self.MAX_CACHED_KEYS:
-            self._remaining.clear()
-        self._remaining[key] = remaining
+        seen = self._remaining
+        if len(seen) >= self.MAX_CACHED_KEYS and key not in seen:
+            seen.clear()
+        seen[key] = remaining
         return RateLimitResult(
-            allowed=acquired == 1,
-            limit=per_minute,
-            remaining=max(0, remaining),
-            reset=math.ceil(float(oldest) + expiry),
+            acquired == 1, per_minute, max(0, remaining), math.ceil(float(oldest) + expiry)
         )
 
     def _early_landed(self, key: str) -> None:

@@ -24,6 +24,8 @@ class JSONResponse(Response):
 
 
 def _parse_query(request: Request, route: Route) -> dict[str, BaseModel]:
+    if not route.query and not request.scope["query_string"]:
+        return {}  # nothing taken, nothing given
     items = request.query_params.multi_items()
     seen: set[str] = set()
     for key, _ in items:
@@ -95,8 +97,8 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
             result = await route.call(actor, *args, **kwargs)
             return route.status_code, orjson.dumps(serialize(route, result))
 
-        key = request.headers.get("idempotency-key")
-        if route.method == "POST" and key is not None:
+        key = request.headers.get("idempotency-key") if route.method == "POST" else None
+        if key is not None:
             status, content, replayed = await idempotency.run_once(
                 actor,
                 key=key,

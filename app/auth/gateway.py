@@ -111,10 +111,7 @@ class ApiGateway:
         early: EarlyCheck | None = None
         if self.limiter is not None:
             if principal is not None:
-                key, limit = (
-                    f"acct:{principal.account_id}:{principal.environment}",
-                    principal.rate_limit,
-                )
+                key, limit = principal.budget_key, principal.rate_limit
                 if scope["method"] in _READS:
                     early = self.limiter.check_early(key, limit)
             else:
@@ -246,7 +243,13 @@ class ApiGateway:
                 await _settle(early)
             elapsed = time.perf_counter() - started
             duration_ms = round(elapsed * 1000, 2)
-            self.metrics.observe(scope["method"], scope["path"], status_holder["status"], elapsed)
+            self.metrics.observe(
+                scope["method"],
+                scope["path"],
+                status_holder["status"],
+                elapsed,
+                scope.get("route"),
+            )
             logger.info(
                 "%s %s %s",
                 scope["method"],

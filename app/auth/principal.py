@@ -49,6 +49,12 @@ class Principal:
     rate_limit: int
     credential_id: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    # The rate-limit budget the caller draws on, one per account and environment; built once
+    # (principals are cached per key), not on every request.
+    budget_key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget_key", f"acct:{self.account_id}:{self.environment}")
 
     def allows(self, scope: str) -> bool:
         domain, _, action = scope.partition(":")

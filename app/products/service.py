@@ -141,6 +141,12 @@ async def _read(actor: Principal, product_id: str) -> Product | None:
     sql, values, account_at, product_at = template
     values = list(values)
     values[account_at], values[product_at] = actor.account_id, product_id
+    if key[0] == "postgres":
+        # asyncpg directly on the ORM's connection (the transaction's, inside one): the
+        # executor would add a wrapper per call, an upper-cased copy of the SQL and a list.
+        async with db.acquire_connection() as connection:
+            row = await connection.fetchrow(sql, *values)
+        return None if row is None else Product._init_from_db(**row)
     rows = await db.executor_class(model=Product, db=db).execute_select(sql, values)
     return rows[0] if rows else None
 
