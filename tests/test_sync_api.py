@@ -205,19 +205,22 @@ async def test_the_schedule_can_be_changed_and_starts_due_syncs(client, tenant: 
     from app.sync.models import SyncJob, SyncState
 
     await simulated_store(tenant)
+    # The nightly full half a day away, so the deltas below are due whatever the clock says.
+    full_hour = (datetime.now(UTC).hour + 12) % 24
     body = (
         await client.post(
             "/graphql",
             json={
                 "query": "mutation { syncScheduleUpdate(input: {deltaIntervalMinutes: 30, "
-                "fullSyncHourUtc: 2}) { deltaIntervalMinutes fullSyncHourUtc nextSyncType } }"
+                f"fullSyncHourUtc: {full_hour}}}) "
+                "{ deltaIntervalMinutes fullSyncHourUtc nextSyncType } }"
             },
             headers=tenant.headers(),
         )
     ).json()
     assert body["data"]["syncScheduleUpdate"] == {
         "deltaIntervalMinutes": 30,
-        "fullSyncHourUtc": 2,
+        "fullSyncHourUtc": full_hour,
         "nextSyncType": "FULL",  # never synced: a full is due now
     }
     bad = (
@@ -247,7 +250,7 @@ async def test_the_schedule_can_be_changed_and_starts_due_syncs(client, tenant: 
     at, kind = sync.next_run(state, now)
     assert kind == "delta" and timedelta(minutes=29) < at - now <= timedelta(minutes=30)
     assert await sync.schedule_due() == 0
-    # 31 minutes later the delta is due; at 02:00 UTC the nightly full.
+    # 31 minutes later the delta is due.
     assert await sync.schedule_due(now + timedelta(minutes=31)) == 1
     await finish_jobs()
     latest = await SyncJob.filter(account_id=tenant.account_id).order_by("-id").first()
