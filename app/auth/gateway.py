@@ -242,7 +242,6 @@ class ApiGateway:
             if early is not None:  # no response was started: the check still has to land
                 await _settle(early)
             elapsed = time.perf_counter() - started
-            duration_ms = round(elapsed * 1000, 2)
             self.metrics.observe(
                 scope["method"],
                 scope["path"],
@@ -250,13 +249,17 @@ class ApiGateway:
                 elapsed,
                 scope.get("route"),
             )
-            logger.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status_holder["status"],
-                extra={"status": status_holder["status"], "duration_ms": duration_ms},
-            )
+            if logger.isEnabledFor(logging.INFO):  # the access line; production runs at INFO
+                logger.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status_holder["status"],
+                    extra={
+                        "status": status_holder["status"],
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
             request_id_var.reset(token)
 
 
