@@ -439,17 +439,34 @@ def load(
     into.server_cpu += (server_after - server_before) / wall * result["seconds"]
 
 
+Requests = list[tuple[str, list[str]]]  # (path, header lines) sent in turn
+
+
 def measure(
-    targets: list[tuple[Server, Measurement]],
-    requests: list[tuple[str, list[str]]],
+    targets: list[tuple[Server, Measurement, Requests]],
     config: LoadConfig,
+    *,
+    fresh_processes: bool = False,
 ) -> None:
     """Interleave the targets round by round (rotating the order), so drift in the machine's
-    load hits every target alike and each ratio compares figures taken minutes apart at most."""
+    load hits every target alike and each ratio compares figures taken minutes apart at most.
+
+    With `fresh_processes` the servers are started anew for every round (and stopped after
+    it). Two server processes running the very same code differ here by up to ±7% in
+    throughput, and keep that difference for as long as they live (measured: three identical
+    servers in one run gave 1.07, 1.02 and 0.93 of each other, round after round). Between
+    two long-lived servers that offset is in every round, so the median cannot remove it;
+    with new processes each round it becomes noise like any other."""
+    servers: list[Server] = []
+    for server, _, _ in targets:  # a server may serve several targets
+        if not any(server is known for known in servers):
+            servers.append(server)
     for round_no in range(config.rounds):
         shift = round_no % len(targets)
-        for server, into in targets[shift:] + targets[:shift]:
-            load(server, requests, config, into)
+        order = targets[shift:] + targets[:shift]
+        with running(servers) if fresh_processes else contextlib.nullcontext():
+            for server, into, requests in order:
+                load(server, requests, config, into)
 
 
 # --- report --------------------------------------------------------------------------------

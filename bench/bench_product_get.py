@@ -6,10 +6,14 @@ B1  full stack (gateway + API-key auth + rate limiter + route table + Tortoise o
     limiter, arq queue, Redis bus) and in embedded mode (memory limiter, in-process jobs).
     Goal: full >= 0.5 x bare throughput.
 B2  the same full stack with the rate limiter on vs off (`rate_limit_enabled=False`), with the
-    Redis storage (shared budget) and with the memory storage (one process).
+    Redis storage (shared budget) and with the memory storage (one process). Both halves run
+    in one server process, behind two gateways (`_server.py --limiter-switch`).
     Goal: on >= 0.9 x off throughput.
 
-    .venv/bin/python bench/bench_product_get.py [--duration 2] [--rounds 4] [--concurrency 32]
+Every round starts the servers anew: two processes of the same code differ by several percent
+for as long as they live, so long-lived servers would carry that offset into every round.
+
+    .venv/bin/python bench/bench_product_get.py [--duration 2.5] [--rounds 8] [--concurrency 32]
 
 While it runs, PostgreSQL and Redis are pinned to the load generator's core (and restored
 afterwards; see `_harness.services_off_server_core`): left floating they took 1-9% of the server's
@@ -39,7 +43,6 @@ from _harness import (
     measure,
     round_ratio,
     run_async,
-    running,
     services_off_server_core,
     table,
 )
@@ -66,8 +69,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="B1/B2: GET /v1/products/:id")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--duration", type=float, default=3.0, help="seconds per round")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=float, default=2.5, help="seconds per round")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--max-requests", type=int, default=200_000, help="per round")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
     args = parser.parse_args()
@@ -91,13 +94,13 @@ def main() -> int:
     try:
         common = ["--database-url", fixture.database_url, "--workers", str(args.workers)]
         bare = Server("bare", ["bare", *common])
-        full_on = Server("full", ["full", *common, "--redis-url", REDIS_URL])
-        full_off = Server(
-            "full_nolimit", ["full", *common, "--redis-url", REDIS_URL, "--no-rate-limit"]
-        )
+        # Each full server runs B2's two halves itself: requests with `X-Bench-Limiter: off`
+        # take a gateway without the limiter (see `_server.full_app`).
+        full = Server("full", ["full", *common, "--redis-url", REDIS_URL, "--limiter-switch"])
         # Embedded mode: the same stack with in-process jobs and bus and the memory limiter.
-        emb_on = Server("full_embedded", ["full", *common])
-        emb_off = Server("full_embedded_nolimit", ["full", *common, "--no-rate-limit"])
+        embedded = Server("full_embedded", ["full", *common, "--limiter-switch"])
+        requests = fixture.requests()
+        limiter_off = [(path, [*headers, "X-Bench-Limiter: off"]) for path, headers in requests]
         results = {
             "bare": Measurement("bare Starlette + asyncpg"),
             "on": Measurement("full stack, Redis limiter on"),
@@ -105,19 +108,20 @@ def main() -> int:
             "emb_on": Measurement("full stack embedded, memory limiter on"),
             "emb_off": Measurement("full stack embedded, limiter off"),
         }
-        servers = {
-            "bare": bare,
-            "on": full_on,
-            "off": full_off,
-            "emb_on": emb_on,
-            "emb_off": emb_off,
+        targets = {
+            "bare": (bare, requests),
+            "on": (full, requests),
+            "off": (full, limiter_off),
+            "emb_on": (embedded, requests),
+            "emb_off": (embedded, limiter_off),
         }
-        with services_off_server_core() as pinning, running(list(servers.values())):
+        with services_off_server_core() as pinning:
             print(pinning, flush=True)
+            print("servers started anew for every round (see `_harness.measure`)", flush=True)
             measure(
-                [(servers[name], results[name]) for name in results],
-                fixture.requests(),
+                [(targets[name][0], results[name], targets[name][1]) for name in results],
                 config,
+                fresh_processes=True,
             )
     finally:
         run_async(drop_database(fixture.database))
