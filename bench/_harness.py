@@ -18,7 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -457,14 +457,22 @@ def measure(
     servers in one run gave 1.07, 1.02 and 0.93 of each other, round after round). Between
     two long-lived servers that offset is in every round, so the median cannot remove it;
     with new processes each round it becomes noise like any other."""
-    servers: list[Server] = []
-    for server, _, _ in targets:  # a server may serve several targets
-        if not any(server is known for known in servers):
-            servers.append(server)
+    servers: list[tuple[Server, Requests]] = []
+    for server, _, requests in targets:  # a server may serve several targets
+        if not any(server is known for known, _ in servers):
+            servers.append((server, requests))
+    # A new process is slow for its first seconds (its pool connecting, PostgreSQL backends
+    # filling their caches, the interpreter specialising): each is loaded this long before
+    # the round measures anything, so the first target on a server is not the one that pays.
+    warm_up = replace(config, warmup=0.0, duration=config.warmup + 1.0)
     for round_no in range(config.rounds):
         shift = round_no % len(targets)
         order = targets[shift:] + targets[:shift]
-        with running(servers) if fresh_processes else contextlib.nullcontext():
+        started = running([server for server, _ in servers]) if fresh_processes else None
+        with started or contextlib.nullcontext():
+            if started is not None:
+                for server, requests in servers:
+                    load(server, requests, warm_up, Measurement("warm-up"))
             for server, into, requests in order:
                 load(server, requests, config, into)
 
