@@ -28,8 +28,10 @@ async def _keep_session(connection: Any) -> None:
     trip for every query made outside a transaction, undoing session state this application
     never creates: it takes no advisory locks, declares no holdable cursors, never LISTENs
     and never SETs a session variable (connection settings go in `server_settings`). So
-    there is nothing to undo. Code that starts doing any of those must use a transaction
-    scoped form (`pg_advisory_xact_lock`, `SET LOCAL`) or restore this reset."""
+    there is nothing to undo. (The sync upsert's temporary table is per connection on
+    purpose and emptied at every commit; the default reset never dropped it either.) Code
+    that starts doing any of those must use a transaction scoped form
+    (`pg_advisory_xact_lock`, `SET LOCAL`) or restore this reset."""
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

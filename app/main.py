@@ -276,14 +276,16 @@ def create_app(
         allow_queries_via_get=True,
     )
 
+    # The router tries routes in order, each a regular expression: API traffic first.
     routes = [
+        Route("/v1/openapi.json", openapi_endpoint),
+        *starlette_routes(table),
+        Route("/graphql", graphql_app, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         Route("/docs", docs),
         Mount("/docs/static", StaticFiles(directory=str(swagger_static)), name="docs-static"),
-        Route("/v1/openapi.json", openapi_endpoint),
-        Route("/graphql", graphql_app, methods=["GET", "POST"]),
         *(
             # The built-in auction house, reachable for demos: `POST …/v1/_admin/advance`
             # (bearer `simulated-auction-house`) sells, reprices and adds lots.
@@ -292,7 +294,6 @@ def create_app(
             else []
         ),
         WebSocketRoute("/graphql", graphql_app),
-        *starlette_routes(table),
     ]
 
     async def domain_error(request: Request, exc: Exception) -> Response:

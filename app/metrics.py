@@ -34,6 +34,7 @@ class RouteLabels:
 
     def __init__(self, templates: Iterable[str] = ()) -> None:
         unique = dict.fromkeys([*FIXED_ROUTES, *templates])
+        self.templates = frozenset(unique)
         # Literal templates first, so `/v1/openapi.json` wins over a `/v1/{x}` pattern.
         ordered = sorted(unique, key=lambda t: "{" in t)
         self._patterns = [(_template_pattern(t), t) for t in ordered]
@@ -72,7 +73,10 @@ class Metrics:
         """Count one request. `route` is the Starlette route that matched it, if any (the
         router leaves it in `scope["route"]`): its template is the label, with no need to
         match the path against every template again."""
-        template = route.path if type(route) is Route else self.route_label(path)
+        if type(route) is Route and route.path in self.route_label.templates:
+            template = route.path
+        else:  # no route, or one inside a mount (its path is relative to the mount)
+            template = self.route_label(path)
         method = method if method in _METHODS else "other"
         # Label children are looked up once per (method, route, status): `labels()` takes a
         # lock and validates on every call. All three come from fixed sets, so this stays small.

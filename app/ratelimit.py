@@ -227,6 +227,10 @@ class _ScriptBatcher:
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._closed:  # calls requeued by the close itself (NOSCRIPT retries) fail too
+            pending, self._pending = self._pending, []
+            self._fail(pending, ConnectionError("the rate limiter was closed"))
+            return
         if self._inflight or self._connecting or not self._pending:
             return
         if not self._urgent:

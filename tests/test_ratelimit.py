@@ -567,3 +567,44 @@ async def test_an_early_check_that_fails_lets_the_read_through(app, client, monk
     finally:
         await limiter.reset()
         await limiter.close()
+
+
+@requires_redis
+async def test_an_early_read_turned_away_for_its_size_still_settles_its_check(app, client):
+    """A read declaring a body over the limit gets its 413 with the budget's headers, and its
+    early check lands (nothing is left counted as ahead)."""
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    app.limiter = limiter
+    big = await enterprise(rate_limit=100)
+    product = await make_product(big)
+    url = f"/v1/products/{product.id}"
+    try:
+        assert limit_headers(await client.get(url, headers=big.headers()))[:2] == (100, 99)
+        huge = {**big.headers(), "content-length": str(2 * 1024 * 1024)}
+        response = await client.get(url, headers=huge)
+        assert response.status_code == 413
+        assert limit_headers(response)[:2] == (100, 98)
+        assert limiter._ahead == {}
+    finally:
+        await limiter.reset()
+        await limiter.close()
+
+
+@requires_redis
+async def test_closing_the_limiter_fails_checks_it_would_have_retried():
+    """A call queued for a retry (its script was missing) when the limiter closes fails with
+    the others instead of reopening a connection."""
+    import asyncio
+
+    limiter = RateLimiter(TEST_REDIS_URL, namespace=f"test-{uuid.uuid4().hex}")
+    batcher = limiter._script
+    try:
+        await limiter.hit(f"acct:acct_{uuid.uuid4().hex}:live", 10)
+        retried = asyncio.get_running_loop().create_future()
+        batcher._retry.append((b"", 0, retried, True))
+    finally:
+        await limiter.close()
+    with pytest.raises(ConnectionError, match="closed"):
+        await asyncio.wait_for(retried, 1)
+    await asyncio.sleep(0.05)
+    assert batcher._protocol is None and not batcher._connecting

@@ -141,8 +141,17 @@ class ApiGateway:
         if error is not None:
             if www_authenticate:
                 extra_headers.append((b"www-authenticate", www_authenticate.encode()))
+            # An early check (a read with a declared body over the limit) still lands: its
+            # answer decides between this error and a 429, as a waiting check would have.
             await self._with_request_id(
-                scope, receive, send, headers, extra_headers, error=error, graphql=is_graphql
+                scope,
+                receive,
+                send,
+                headers,
+                extra_headers,
+                error=error,
+                graphql=is_graphql,
+                early=early,
             )
             return
         await self._with_request_id(
@@ -203,8 +212,8 @@ class ApiGateway:
                 return
             if early is not None and message["type"] == "http.response.start":
                 # The read went ahead of its rate-limit check; its answer waits for the check.
-                result = await _settle(early)
-                early = None
+                check, early = early, None
+                result = await _settle(check)
                 if result is not None:
                     extra_headers.extend(result.headers())
                     if not result.allowed:
