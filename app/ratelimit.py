@@ -497,7 +497,7 @@ class EarlyCheck:
 
 
 class RateLimiter:
-    # Encoded Redis keys and constant arguments per (key, limit): one entry per account budget
+    # Each budget's fixed parts (`_budget`) per (key, limit): one entry per account budget
     # and per client IP seen. Cleared when it grows past this, so a flood of distinct IPs
     # cannot grow it without bound. The last remaining count seen per key is bounded alike.
     MAX_CACHED_KEYS = 10_000
@@ -521,8 +521,7 @@ class RateLimiter:
             self.storage = _MemoryStorage()
         self.strategy = MovingWindowRateLimiter(self.storage)  # type: ignore[arg-type]
         self._items: dict[int, RateLimitItemPerMinute] = {}
-        self._encoded: dict[tuple[str, int], tuple[bytes, bytes, int]] = {}
-        self._memory_keys: dict[tuple[str, int], tuple[str, int]] = {}
+        self._budgets: dict[tuple[str, int], tuple[Any, ...]] = {}  # see `_budget`
         self._remaining: dict[str, int] = {}  # per key, as its last Redis check here left it
         self._ahead: dict[str, int] = {}  # per key, early checks still in flight
 
@@ -532,22 +531,23 @@ class RateLimiter:
             item = self._items[per_minute] = RateLimitItemPerMinute(per_minute)
         return item
 
-    def _encode(self, key: str, per_minute: int) -> tuple[bytes, bytes, int]:
-        """The script call's parts that do not change between checks of one budget: the
-        Redis key (the one `limits` uses) and the limit and expiry arguments, in RESP."""
-        encoded = self._encoded.get((key, per_minute))
-        if encoded is None:
-            if len(self._encoded) >= self.MAX_CACHED_KEYS:
-                self._encoded.clear()
+    def _budget(self, key: str, per_minute: int) -> tuple[Any, ...]:
+        """What does not change between checks of one budget, worked out once. Memory
+        storage: the key `limits` uses and the expiry. Redis: that key, and the limit and
+        expiry arguments, in RESP, then the expiry."""
+        budget = self._budgets.get((key, per_minute))
+        if budget is None:
+            if len(self._budgets) >= self.MAX_CACHED_KEYS:
+                self._budgets.clear()
             item = self._item(per_minute)
-            expiry = item.get_expiry()
-            encode = _ScriptBatcher.encode
-            encoded = self._encoded[key, per_minute] = (
-                encode(self._prefixed(item.key_for(key))),
-                encode(per_minute, expiry),
-                expiry,
-            )
-        return encoded
+            storage_key, expiry = item.key_for(key), item.get_expiry()
+            if self._script is None:
+                budget = (storage_key, expiry)
+            else:
+                encode = _ScriptBatcher.encode
+                budget = (encode(self._prefixed(storage_key)), encode(per_minute, expiry), expiry)
+            self._budgets[key, per_minute] = budget
+        return budget
 
     async def hit(self, key: str, per_minute: int) -> RateLimitResult:
         """Take one request from `key`'s budget; the result says whether it was allowed and
@@ -555,21 +555,11 @@ class RateLimiter:
         if self._script is not None:
             future, expiry = self._submit(key, per_minute)
             return self._redis_result(key, per_minute, expiry, await future)
-        storage_key, expiry = self._memory_key(key, per_minute)
+        storage_key, expiry = self._budget(key, per_minute)
         allowed, reset, remaining = await self.storage.acquire_with_stats(  # type: ignore[union-attr]
             storage_key, per_minute, expiry
         )
         return RateLimitResult(allowed, per_minute, max(0, remaining), math.ceil(reset))
-
-    def _memory_key(self, key: str, per_minute: int) -> tuple[str, int]:
-        """The memory storage's key for a budget (the one `limits` uses) and its expiry."""
-        cached = self._memory_keys.get((key, per_minute))
-        if cached is None:
-            if len(self._memory_keys) >= self.MAX_CACHED_KEYS:
-                self._memory_keys.clear()
-            item = self._item(per_minute)
-            cached = self._memory_keys[key, per_minute] = (item.key_for(key), item.get_expiry())
-        return cached
 
     def check_early(self, key: str, per_minute: int) -> EarlyCheck | None:
         """Send `key`'s check for a read that may run while the check is in flight, or return
@@ -597,7 +587,7 @@ class RateLimiter:
     def _submit(
         self, key: str, per_minute: int, *, urgent: bool = True
     ) -> tuple[asyncio.Future[Any], int]:
-        redis_key, limit_and_expiry, expiry = self._encode(key, per_minute)
+        redis_key, limit_and_expiry, expiry = self._budget(key, per_minute)
         now = repr(time.time()).encode()
         future = self._script.submit(  # type: ignore[union-attr]
             b"%s$%d\r\n%s\r\n%s" % (redis_key, len(now), now, limit_and_expiry), 3, urgent=urgent
