@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from app.events import service as events
-from app.events.service import publish_pending_events
 from app.idempotency import service as idempotency
 from app.sync import service as sync
 from app.webhooks import delivery as webhooks
@@ -17,7 +16,7 @@ logger = logging.getLogger("syncauction.jobs")
 
 async def publish_events_sweep(ctx: dict[str, Any]) -> int:
     """Publish outbox events that were committed but never published."""
-    count = await publish_pending_events()
+    count = await events.publish_pending_events()
     if count:
         logger.info("sweeper published %d pending events", count)
     return count

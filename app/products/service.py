@@ -18,6 +18,7 @@ from app.pagination import Page, PageParams, paginate
 from app.pricing.core import LotFacts, price_lot
 from app.pricing.service import tenant_pricing
 from app.products.models import Product, ProductStatus
+from app.sqltext import is_postgres
 from app.sync.diff import listing_hash
 from app.tenancy import get_owned, owned
 
@@ -141,7 +142,7 @@ async def _read(actor: Principal, product_id: str) -> Product | None:
     sql, values, account_at, product_at = template
     values = list(values)
     values[account_at], values[product_at] = actor.account_id, product_id
-    if key[0] == "postgres":
+    if is_postgres(db):
         # asyncpg directly on the ORM's connection (the transaction's, inside one): the
         # executor would add a wrapper per call, an upper-cased copy of the SQL and a list.
         async with db.acquire_connection() as connection:
