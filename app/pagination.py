@@ -10,6 +10,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import InvalidInput
+from app.ids import is_valid_id
 
 T = TypeVar("T")
 
@@ -42,7 +43,7 @@ def decode_cursor(cursor: str, *, prefix: str) -> str:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raw = ""
     version, _, last_id = raw.partition(":")
-    if version != "v1" or not last_id.startswith(f"{prefix}_") or len(last_id) > 40:
+    if version != "v1" or not is_valid_id(last_id, prefix):
         raise InvalidInput(
             "The cursor is invalid or expired.", code="invalid_cursor", param="cursor"
         )

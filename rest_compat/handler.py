@@ -63,7 +63,9 @@ async def _parse_body(body: bytes, model: type[BaseModel], *, optional: bool = F
         raise InvalidInput("The body must be a JSON object.", code="invalid_json")
     reject_nul(data)
     try:
-        return model.model_validate(data)
+        # Strict JSON validation: a field's JSON type must be its own (`"no"` is not a boolean,
+        # `"5"` not an integer). Money also takes a numeric string, which keeps its exact digits.
+        return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise from_validation_error(exc) from None
 

@@ -213,6 +213,10 @@ BAD_CREATES = [
     ({"name": "C", "markup_percent": 5, "min_cost": 1.005}, "parameter_invalid", "min_cost"),
     ({"name": "P", "markup_percent": 5, "priority": -1}, "parameter_invalid", "priority"),
     ({"name": "P", "markup_percent": 5, "priority": 10_001}, "parameter_invalid", "priority"),
+    # The JSON type must match: lax parsing would take these as 5, 5 and False.
+    ({"name": "P", "markup_percent": 5, "priority": "5"}, "parameter_invalid", "priority"),
+    ({"name": "P", "markup_percent": 5, "priority": 5.0}, "parameter_invalid", "priority"),
+    ({"name": "A", "markup_percent": 5, "active": "off"}, "parameter_invalid", "active"),
     ({"name": "", "markup_percent": 5}, "parameter_invalid", "name"),
     ({"name": "x" * 201, "markup_percent": 5}, "parameter_invalid", "name"),
     ({"markup_percent": 5}, "parameter_missing", "name"),

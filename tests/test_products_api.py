@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 
 import pytest
@@ -84,6 +85,17 @@ async def test_put_sets_a_price_lock_and_emits_an_event(client, tenant):
     assert released.json()["data"]["price_locked"] is False
 
 
+async def test_put_takes_a_price_as_a_numeric_string_exactly(client, tenant):
+    product = await make_product(tenant)
+    response = await client.put(
+        f"/v1/products/{product.id}", json={"price": "1250.10"}, headers=tenant.headers()
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["price"] == 1250.1
+    stored = await Product.get(id=product.id)
+    assert stored.manual_price == Decimal("1250.10")
+
+
 @pytest.mark.parametrize(
     ("body", "code", "param"),
     [
@@ -95,6 +107,9 @@ async def test_put_sets_a_price_lock_and_emits_an_event(client, tenant):
         ({"status": "sold"}, "parameter_invalid", "status"),
         ({"status": "bogus"}, "parameter_invalid", "status"),
         ({"tags": "x"}, "parameter_invalid", "tags"),
+        ({"tags": [1]}, "parameter_invalid", "tags.0"),
+        ({"price": True}, "parameter_invalid", "price"),
+        ({"price": [12]}, "parameter_invalid", "price"),
         ({"colour": "red"}, "unknown_parameter", "colour"),
     ],
 )
@@ -140,6 +155,25 @@ async def test_list_rejects_bad_parameters(client, tenant, query, param):
     response = await client.get(f"/v1/products?{query}", headers=tenant.headers())
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "v1:prod_!!!",  # the right prefix, not an id
+        "v1:prod_zzzzzzzzzzzzzzzzzzzzzzzz",  # outside the id alphabet
+        "v1:prod_06h1s65ms2677rgv1419kgh",  # one character short
+        "v1:store_06h1s65ms2677rgv1419kgh8",  # another list's cursor
+        "v2:prod_06h1s65ms2677rgv1419kgh8",
+    ],
+)
+async def test_list_rejects_a_cursor_that_does_not_point_at_an_id(client, tenant, inner):
+    await make_product(tenant)
+    cursor = base64.urlsafe_b64encode(inner.encode()).decode().rstrip("=")
+    response = await client.get(f"/v1/products?cursor={cursor}", headers=tenant.headers())
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("invalid_cursor", "cursor")
 
 
 @pytest.mark.parametrize("product_id", ["prod_doesnotexist", "nope", "prod_" + "0" * 24, "%00"])

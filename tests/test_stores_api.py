@@ -248,6 +248,15 @@ async def test_put_replaces_shopify_token(client, tenant):
         ({"name": "x" * 201}, "parameter_invalid", "name"),
         ({"sync_enabled": None}, "parameter_invalid", "sync_enabled"),
         ({"sync_enabled": "maybe"}, "parameter_invalid", "sync_enabled"),
+        # Strings and numbers that lax parsing would read as booleans are the wrong JSON type.
+        ({"sync_enabled": "no"}, "parameter_invalid", "sync_enabled"),
+        ({"sync_enabled": "false"}, "parameter_invalid", "sync_enabled"),
+        ({"sync_enabled": 0}, "parameter_invalid", "sync_enabled"),
+        (
+            {"settings": {"filters": {"metals": [7]}}},
+            "parameter_invalid",
+            "settings.filters.metals.0",
+        ),
         ({"credentials": {"access_token": "shpat_x"}}, "parameter_invalid", "credentials"),
         ({"credentials": {"consumer_key": "ck_only"}}, "parameter_invalid", "credentials"),
         (
