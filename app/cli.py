@@ -24,13 +24,21 @@ class CliError(Exception):
     pass
 
 
+def _config_error(exc: ValidationError) -> CliError:
+    """The first configuration problem, naming the environment variable it came from."""
+    error = exc.errors(include_url=False)[0]
+    message = error["msg"].removeprefix("Value error, ")
+    if error["loc"]:
+        variable = "SYNCAUCTION_" + str(error["loc"][0]).upper()
+        return CliError(f"invalid configuration: {variable}: {message}")
+    return CliError(f"invalid configuration: {message}")
+
+
 def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        raise CliError(
-            f"invalid configuration: {exc.errors(include_url=False)[0]['msg']}"
-        ) from None
+        raise _config_error(exc) from None
 
 
 async def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
@@ -64,9 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     try:
         settings = get_settings(**overrides)
     except ValidationError as exc:
-        raise CliError(
-            f"invalid configuration: {exc.errors(include_url=False)[0]['msg']}"
-        ) from None
+        raise _config_error(exc) from None
     from app.main import create_app
 
     # uvicorn stops gracefully on SIGTERM, then raises the signal again with the default

@@ -185,6 +185,8 @@ def test_keys_list_masks_keys_and_the_database_keeps_only_a_hash(data_dir: Path,
 
     raw = database_bytes(data_dir)
     assert secret.encode() not in raw and secret[8:].encode() not in raw
+    # An account that does not exist is an error, not an empty list.
+    assert "No such account: acct_nope" in fails(data_dir, "keys", "list", "--account", "acct_nope")
 
 
 def test_keys_revoke_marks_the_key_revoked(data_dir: Path, professional: str):
@@ -262,6 +264,9 @@ def test_configuration_errors_are_reported_without_a_traceback(tmp_path: Path):
     assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "accounts", "list", env=production)
     assert "SYNCAUCTION_SECRET_KEY" in fails(tmp_path, "serve", env=production)
     assert "SYNCAUCTION_REDIS_URL" in fails(tmp_path, "worker")
+    staging = cli_env(tmp_path, SYNCAUCTION_ENV="staging")
+    message = fails(tmp_path, "accounts", "list", env=staging)
+    assert "invalid configuration: SYNCAUCTION_ENV: Input should be 'development' or" in message
 
 
 def test_simulate_auction_house_serves_the_lot_feed(tmp_path: Path):

@@ -78,9 +78,12 @@ async def create_key(
 
 
 async def list_keys(*, account_id: str | None = None) -> list[ApiKey]:
-    """Keys (never their secrets), oldest first; all accounts' when `account_id` is None."""
+    """Keys (never their secrets), oldest first; all accounts' when `account_id` is None.
+    An unknown account is a 404, not an empty list."""
     query = ApiKey.all()
-    if account_id:
+    if account_id is not None:
+        if not is_valid_id(account_id, "acct") or not await Account.exists(id=account_id):
+            raise NotFound(f"No such account: {account_id}", param="account")
         query = query.filter(account_id=account_id)
     return await query.order_by("id")
 
