@@ -52,7 +52,7 @@ def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None =
 
 
 # Strawberry answers requests it cannot run (no query, body not JSON, a mutation over GET,
-# several operations without `operationName`) with a plain-text body; send a coded error instead.
+# an unknown `operationName`) with a plain-text body; send a coded error instead.
 _GRAPHQL_HTTP_ERROR_CODES = {404: "unknown_route", 405: "method_not_allowed"}
 
 

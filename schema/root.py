@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationDefinitionNode
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
+    SchemaExtension,
     ValidationCache,
 )
 from strawberry.types import ExecutionContext
@@ -217,6 +219,27 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
+class OperationNameRequired(SchemaExtension):
+    """A document with several operations needs `operationName` to say which one runs (GraphQL
+    spec, GetOperation); without it Strawberry would silently run the first."""
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        # `operation_name` falls back to the first operation's name: ask what the client sent.
+        if context._provided_operation_name is None and document is not None:
+            operations = sum(
+                isinstance(definition, OperationDefinitionNode)
+                for definition in document.definitions
+            )
+            if operations > 1:
+                error = GraphQLError(
+                    "The document holds several operations: send `operationName` to choose one."
+                )
+                context.pre_execution_errors = [*(context.pre_execution_errors or []), error]
+        yield
+
+
 def build_schema() -> SyncAuctionSchema:
     return SyncAuctionSchema(
         query=Query,
@@ -228,5 +251,6 @@ def build_schema() -> SyncAuctionSchema:
             lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
             lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: ValidationCache(maxsize=256),
+            OperationNameRequired,  # after the cache, which sets the validation errors
         ],
     )

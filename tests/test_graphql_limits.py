@@ -204,6 +204,32 @@ async def test_unknown_field_is_a_validation_error(client, tenant, no_unexpected
     assert error["message"].startswith("Cannot query field 'nope' on type 'Account'.")
 
 
+TWO_OPERATIONS = 'query Me { me { id } } mutation Rename { storeUpdate(id: "x", input: {}) { id } }'
+
+
+async def test_several_operations_without_a_name_run_none(
+    client, tenant, no_unexpected_errors_logged
+):
+    for response in (
+        await _post(client, tenant, TWO_OPERATIONS),
+        await client.get("/graphql", params={"query": TWO_OPERATIONS}, headers=tenant.headers()),
+    ):
+        _assert_refused(response)
+        [error] = response.json()["errors"]
+        assert error["extensions"]["code"] == "graphql_validation_failed"
+        assert "operationName" in error["message"]
+
+
+async def test_operation_name_chooses_among_several(client, tenant):
+    response = await client.post(
+        "/graphql",
+        json={"query": TWO_OPERATIONS, "operationName": "Me"},
+        headers=tenant.headers(),
+    )
+    assert response.status_code == 200
+    assert response.json() == {"data": {"me": {"id": tenant.account_id}}}
+
+
 @pytest.mark.parametrize(
     ("variables", "message_part"),
     [
