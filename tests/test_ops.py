@@ -206,6 +206,20 @@ async def test_an_unsafe_incoming_request_id_is_replaced(client, tenant, incomin
     assert GENERATED_REQUEST_ID.match(response.headers["x-request-id"])
 
 
+def test_text_logs_escape_control_characters_a_client_sent():
+    """`%00` and `%0a` in a path arrive decoded: a text log line must stay one line."""
+    import logging
+
+    from app.logging import TextFormatter
+
+    record = logging.LogRecord(
+        "syncauction.http", logging.INFO, __file__, 1, "%s %s %s", None, None
+    )
+    record.args = ("GET", "/v1/stores/\x00\nERROR syncauction: forged", 404)
+    line = TextFormatter().format(record)
+    assert line == "INFO syncauction.http: GET /v1/stores/\\x00\\x0aERROR syncauction: forged 404"
+
+
 # --- JSON errors for routing -------------------------------------------------------------------
 
 
