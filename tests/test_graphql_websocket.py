@@ -72,3 +72,17 @@ async def test_queries_are_refused_over_the_socket(live_url):
         errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
         assert errors[0]["extensions"]["code"] == "subscriptions_only"
         assert "me" not in json.dumps(message.get("payload", {}).get("data") or {})
+
+
+async def test_several_subscriptions_without_a_name_are_refused(live_url):
+    tenant = await make_tenant()
+    async with websockets.connect(live_url, subprotocols=["graphql-transport-ws"]) as ws:
+        await _init(ws, {"authorization": f"Bearer {tenant.live}"})
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+        query = {"query": "subscription A { events { id } } subscription B { orderUpdates { id } }"}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": query}))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert message["type"] == "error"
+        [error] = message["payload"]
+        assert error["extensions"]["code"] == "graphql_validation_failed"
+        assert "operationName" in error["message"]
