@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.errors import InvalidInput
 from app.ids import is_valid_id
@@ -18,10 +18,20 @@ MAX_LIMIT = 100
 DEFAULT_LIMIT = 25
 
 
+def _digits(value: object) -> object:
+    """`limit` from a query string: plain digits only (lax int parsing would take `+5`, ` 5`
+    and `5_0`)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number from 1 to 100")
+    return value
+
+
 class PageParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="1–100, default 25.")
+    limit: Annotated[int, BeforeValidator(_digits)] = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="1–100, default 25."
+    )
     cursor: str | None = Field(default=None, description="`next_cursor` of the previous page.")
 
 
@@ -52,7 +62,9 @@ def decode_cursor(cursor: str, *, prefix: str) -> str:
 
 async def paginate(queryset, params: PageParams, *, prefix: str) -> Page:  # type: ignore[no-untyped-def]
     """Apply the cursor and limit to a Tortoise queryset ordered newest first."""
-    if params.cursor:
+    # An empty cursor is refused, not read as "from the start": a client that turned a null
+    # `next_cursor` into `cursor=` would otherwise page through the same list forever.
+    if params.cursor is not None:
         queryset = queryset.filter(id__lt=decode_cursor(params.cursor, prefix=prefix))
     rows = await queryset.order_by("-id").limit(params.limit + 1)
     has_more = len(rows) > params.limit
