@@ -85,7 +85,9 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         actor = request.state.principal
         actor.require(route.scope)
-        body = await request.body() if route.method in ("POST", "PUT", "PATCH") else b""
+        # Every method but GET (and HEAD, served by GET) reads its body: a DELETE sent with
+        # one is refused like any route that takes none, before it deletes anything.
+        body = await request.body() if route.method != "GET" else b""
         args = list(request.path_params.values())
 
         async def run() -> tuple[int, bytes]:
@@ -99,7 +101,12 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
             result = await route.call(actor, *args, **kwargs)
             return route.status_code, orjson.dumps(serialize(route, result))
 
-        key = request.headers.get("idempotency-key") if route.method == "POST" else None
+        keys = request.headers.getlist("idempotency-key") if route.method == "POST" else []
+        if len(keys) > 1:
+            raise InvalidInput(
+                "Send one Idempotency-Key header, not several.", param="Idempotency-Key"
+            )
+        key = keys[0] if keys else None
         if key is not None:
             status, content, replayed = await idempotency.run_once(
                 actor,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -154,6 +155,44 @@ async def test_same_key_different_body_is_a_conflict(client, tenant):
     # The first response is still the one replayed.
     again = await post(client, tenant, BODY, "key-1")
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+
+
+async def test_the_same_json_in_another_key_order_and_spacing_replays(client, tenant):
+    first = await post(client, tenant, BODY, "key-order")
+    assert first.status_code == 201
+    reordered = orjson.dumps(dict(reversed(list(BODY.items()))), option=orjson.OPT_INDENT_2)
+    assert reordered != orjson.dumps(BODY)
+    second = await client.post(
+        "/v1/test-widgets",
+        content=reordered,
+        headers={
+            **tenant.headers(),
+            "content-type": "application/json",
+            "Idempotency-Key": "key-order",
+        },
+    )
+    assert second.status_code == 201
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.content == first.content
+    assert Controls.calls == 1
+
+
+async def test_two_idempotency_key_headers_are_refused(client, tenant):
+    response = await client.post(
+        "/v1/test-widgets",
+        content=orjson.dumps(BODY),
+        headers=[
+            *tenant.headers().items(),
+            ("content-type", "application/json"),
+            ("Idempotency-Key", "key-a"),
+            ("Idempotency-Key", "key-b"),
+        ],
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request", "Idempotency-Key")
+    assert await store_names(tenant) == []
+    assert await IdempotencyRecord.all().count() == 0
 
 
 async def test_same_key_on_another_route_is_a_conflict(client, tenant):

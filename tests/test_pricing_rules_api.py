@@ -295,6 +295,20 @@ async def test_below_cost_rule_keeps_its_markup_through_unrelated_edits(client, 
     assert ok.json()["data"]["markup_percent"] == -20.0
 
 
+@pytest.mark.parametrize("body", [b'{"confirm": false}', b"not json{", b"[]"])
+async def test_delete_with_a_body_is_refused_and_deletes_nothing(client, tenant, body):
+    rule = await make_pricing_rule(tenant)
+    response = await client.request(
+        "DELETE",
+        f"/v1/pricing-rules/{rule.id}",
+        content=body,
+        headers={**tenant.headers(), "content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unexpected_body"
+    assert await count(tenant) == 1
+
+
 async def test_read_only_key_cannot_write(client, tenant):
     rule = await make_pricing_rule(tenant)
     before = await snapshot(rule.id)

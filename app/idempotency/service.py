@@ -30,11 +30,11 @@ async def run_once(
     run: Callable[[], Awaitable[tuple[int, bytes]]],
 ) -> tuple[int, bytes, bool]:
     """Run `run` once per key; returns (status, body, replayed). The request is identified by
-    its method, path, query string and exact body bytes."""
+    its method, path, query string and body (a JSON body by its content: `_canonical`)."""
     if not key or len(key) > 255:
         raise InvalidInput("Idempotency-Key must be 1–255 characters.", param="Idempotency-Key")
     target = f"{path}?{query}" if query else path
-    fingerprint = hashlib.sha256(f"{method} {target}\n".encode() + body).hexdigest()
+    fingerprint = hashlib.sha256(f"{method} {target}\n".encode() + _canonical(body)).hexdigest()
     try:
         record = await IdempotencyRecord.create(
             account_id=actor.account_id,
@@ -94,6 +94,15 @@ async def run_once(
     record.status_code, record.response_body = status, _sealed(body)
     await record.save(update_fields=["status_code", "response_body"])
     return status, body, False
+
+
+def _canonical(body: bytes) -> bytes:
+    """A retry that sends the same JSON with its keys in another order or other spacing is the
+    same request; any other body is compared byte for byte."""
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
 
 
 def _sealed(body: bytes) -> bytes:
