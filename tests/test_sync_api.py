@@ -234,6 +234,22 @@ async def test_the_schedule_can_be_changed_and_starts_due_syncs(client, tenant: 
         )
     ).json()
     assert bad["errors"][0]["extensions"]["code"] == "parameter_invalid"
+    for field in ("deltaIntervalMinutes", "fullSyncHourUtc", "nightlyFull"):
+        refused = (
+            await client.post(
+                "/graphql",
+                json={
+                    "query": f"mutation {{ syncScheduleUpdate(input: {{{field}: null}}) "
+                    "{ deltaIntervalMinutes fullSyncHourUtc } }"
+                },
+                headers=tenant.headers(),
+            )
+        ).json()
+        [error] = refused["errors"]
+        assert error["extensions"]["code"] == "parameter_invalid", error
+        assert "may be omitted but not null" in error["message"]
+    kept = await client.get("/v1/sync/status", headers=tenant.headers())
+    assert kept.json()["data"]["schedule"]["delta_interval_minutes"] == 30
 
     # Never synced: the schedule starts a full sync for the tenant (and only one).
     assert await sync.schedule_due() == 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
@@ -67,6 +67,13 @@ class SyncScheduleChanges(BaseModel):
         default=None, ge=0, le=23, description="Hour (UTC) of the nightly full sync."
     )
     nightly_full: bool | None = Field(default=None, description="false: no nightly full sync.")
+
+    @field_validator("delta_interval_minutes", "full_sync_hour_utc", "nightly_full")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
