@@ -225,16 +225,14 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
     from app.accounts.models import Environment
     from app.stores import service
 
-    credentials: dict[str, str] = {}
     if args.platform == "woocommerce":
-        credentials = {
-            "consumer_key": args.consumer_key or ("ck_simulated" if args.simulated else ""),
-            "consumer_secret": args.consumer_secret or ("cs_simulated" if args.simulated else ""),
-        }
+        given = {"consumer_key": args.consumer_key, "consumer_secret": args.consumer_secret}
     else:
-        credentials = {
-            "access_token": args.access_token or ("shpat_simulated" if args.simulated else "")
-        }
+        given = {"access_token": args.access_token}
+    # A simulated store needs none (the service fills them in); a real one needs them all.
+    credentials = (
+        {} if args.simulated and not any(given.values()) else {k: v or "" for k, v in given.items()}
+    )
     url = args.url
     if url is None:
         if not args.simulated:

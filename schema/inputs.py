@@ -91,7 +91,10 @@ class StoreCreateInput:
     name: str = strawberry.field(description="Display name.")
     platform: Platform = strawberry.field(description="Store platform.")
     url: str = strawberry.field(description="Store base URL (http or https).")
-    credentials: StoreCredentialsInput = strawberry.field(description="Platform credentials.")
+    credentials: StoreCredentialsInput | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="Platform credentials; a simulated store needs none.",
+    )
     sync_enabled: bool = strawberry.field(default=True, description="Push syncs to this store.")
     settings: StoreSettingsInput | None = strawberry.field(
         default=strawberry.UNSET, description="Settings."

@@ -519,6 +519,49 @@ async def test_graphql_store_create_rejects_wrong_credentials(client, tenant):
     assert await Store.filter(account_id=tenant.account_id).count() == 0
 
 
+@pytest.mark.parametrize("credentials", [None, {}])
+async def test_graphql_simulated_store_needs_no_credentials(client, tenant, credentials):
+    store_input: dict[str, Any] = {
+        "name": "Practice shop",
+        "platform": "SHOPIFY",
+        "url": "https://practice.example.com",
+        "simulated": True,
+    }
+    if credentials is not None:
+        store_input["credentials"] = credentials
+    body = (await gql(client, tenant, CREATE, {"input": store_input}, key=tenant.test)).json()
+    assert "errors" not in body, body
+    created = body["data"]["storeCreate"]
+    assert created["credentialsSet"] is True
+    stored = await Store.get(id=created["id"])
+    assert str(stored.environment) == "sandbox" and stored.simulated
+    assert service.credentials_of(stored) == {"access_token": "shpat_simulated"}
+
+
+async def test_graphql_real_store_needs_credentials(client, tenant):
+    store_input = {"name": "Real shop", "platform": "SHOPIFY", "url": "https://x.myshopify.com"}
+    body = (await gql(client, tenant, CREATE, {"input": store_input})).json()
+    [error] = body["errors"]
+    assert error["extensions"]["param"] == "input.credentials"
+    assert error["message"] == "shopify credentials need exactly: access_token."
+    assert await Store.filter(account_id=tenant.account_id).count() == 0
+
+
+async def test_a_credential_too_long_says_so_without_echoing_it(client, tenant):
+    store = await make_store(tenant)
+    secret = "cs_" + "9" * 600
+    response = await client.put(
+        f"/v1/stores/{store.id}",
+        json={"credentials": {"consumer_key": "ck_1", "consumer_secret": secret}},
+        headers=tenant.headers(),
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "credentials"
+    assert error["message"].startswith("Invalid credentials: consumer_secret: String should")
+    assert secret not in response.text
+
+
 async def test_graphql_unknown_store_and_read_only_key(client, tenant):
     store = await make_store(tenant)
     body = (await gql(client, tenant, '{ store(id: "store_nope") { id } }')).json()
