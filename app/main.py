@@ -91,7 +91,10 @@ class GraphQLApp(GraphQL):
         request = Request(scope, receive=receive)
         try:
             data = await self._check_body(request)
-            key = request.headers.get("idempotency-key")
+            keys = request.headers.getlist("idempotency-key")
+            if len(keys) > 1:
+                raise GraphQLHTTPException(400, "Send one Idempotency-Key header, not several.")
+            key = keys[0] if keys else None
             if key is not None and data is not None and _is_mutation(data):
                 response = await self._run_once(request, key)
             else:

@@ -67,6 +67,11 @@ async def _parse_body(body: bytes, model: type[BaseModel], *, optional: bool = F
         # `"5"` not an integer). Money also takes a numeric string, which keeps its exact digits.
         return model.model_validate_json(body, strict=True)
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":  # e.g. nested deeper than the validator reads
+            raise InvalidInput(
+                f"The body could not be read: {first['msg']}.", code="invalid_json"
+            ) from None
         raise from_validation_error(exc) from None
 
 

@@ -4,6 +4,7 @@ the app is built with test rows that create stores through the stores service.""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,6 +178,32 @@ async def test_the_same_json_in_another_key_order_and_spacing_replays(client, te
     assert Controls.calls == 1
 
 
+async def test_a_record_of_the_exact_bytes_still_replays(client, tenant):
+    """A record may hold the hash of the request's bytes rather than of its canonical JSON:
+    the very same bytes replay all the same."""
+    raw = orjson.dumps(BODY)
+    headers = {**tenant.headers(), "content-type": "application/json", "Idempotency-Key": "raw"}
+    first = await client.post("/v1/test-widgets", content=raw, headers=headers)
+    assert first.status_code == 201
+    by_bytes = hashlib.sha256(b"POST /v1/test-widgets\n" + raw).hexdigest()
+    await IdempotencyRecord.filter(key="raw").update(request_hash=by_bytes)
+    again = await client.post("/v1/test-widgets", content=raw, headers=headers)
+    assert again.headers["idempotent-replayed"] == "true" and again.content == first.content
+    assert Controls.calls == 1
+
+
+async def test_a_body_nested_too_deep_is_a_400_with_a_key_too(client, tenant):
+    deep = b'{"name": "Deep", "extra": ' + b"[" * 300 + b"]" * 300 + b"}"
+    for key in ("deep-1", None):
+        headers = {**tenant.headers(), "content-type": "application/json"}
+        if key:
+            headers["Idempotency-Key"] = key
+        response = await client.post("/v1/test-widgets", content=deep, headers=headers)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "invalid_json"
+    assert await store_names(tenant) == []
+
+
 async def test_two_idempotency_key_headers_are_refused(client, tenant):
     response = await client.post(
         "/v1/test-widgets",
@@ -340,6 +367,12 @@ async def test_graphql_mutations_honour_idempotency_keys(client, tenant):
     conflict = await client.post("/graphql", json=other, headers=headers)
     assert conflict.status_code == 409
     assert conflict.json()["errors"][0]["extensions"]["code"] == "idempotency_key_reused"
+    assert await Store.filter(account_id=tenant.account_id).count() == 1
+
+    two_keys = [*tenant.headers().items(), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    refused = await client.post("/graphql", json=other, headers=two_keys)
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["extensions"]["code"] == "invalid_request"
     assert await Store.filter(account_id=tenant.account_id).count() == 1
 
     query = {"query": "{ stores(first: 5) { nodes { id } } }"}

@@ -34,7 +34,10 @@ async def run_once(
     if not key or len(key) > 255:
         raise InvalidInput("Idempotency-Key must be 1–255 characters.", param="Idempotency-Key")
     target = f"{path}?{query}" if query else path
-    fingerprint = hashlib.sha256(f"{method} {target}\n".encode() + _canonical(body)).hexdigest()
+    head = f"{method} {target}\n".encode()
+    fingerprint = hashlib.sha256(head + _canonical(body)).hexdigest()
+    # The very same bytes are the same request too (a record may hold the hash of the bytes).
+    same_bytes = hashlib.sha256(head + body).hexdigest()
     try:
         record = await IdempotencyRecord.create(
             account_id=actor.account_id,
@@ -57,7 +60,7 @@ async def run_once(
             return await run_once(
                 actor, key=key, method=method, path=path, body=body, query=query, run=run
             )
-        if existing.request_hash != fingerprint:
+        if existing.request_hash not in (fingerprint, same_bytes):
             raise Conflict(
                 "This Idempotency-Key was used with a different request.",
                 code="idempotency_key_reused",
@@ -101,7 +104,7 @@ def _canonical(body: bytes) -> bytes:
     same request; any other body is compared byte for byte."""
     try:
         return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested too deep
         return body
 
 
