@@ -229,10 +229,9 @@ def cmd_stores_create(args: argparse.Namespace) -> None:
         given = {"consumer_key": args.consumer_key, "consumer_secret": args.consumer_secret}
     else:
         given = {"access_token": args.access_token}
-    # A simulated store needs none (the service fills them in); a real one needs them all.
-    credentials = (
-        {} if args.simulated and not any(given.values()) else {k: v or "" for k, v in given.items()}
-    )
+    # Only what was given: the service names what a real store lacks, and fills in what a
+    # simulated one does.
+    credentials = {name: value for name, value in given.items() if value}
     url = args.url
     if url is None:
         if not args.simulated:

@@ -70,7 +70,10 @@ async def store_create(
     info: Info,
     input: Annotated[StoreCreateInput, strawberry.argument(description="The store to connect.")],
 ) -> types.Store:
-    data = validate(service.StoreCreate, _store_data(input))
+    fields = _store_data(input)
+    if fields.get("credentials", {}) is None:  # null: as if left out
+        del fields["credentials"]
+    data = validate(service.StoreCreate, fields)
     with input_errors(("credentials",)):
         return to_type(await service.create_store(actor(info), data=data))
 

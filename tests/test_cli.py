@@ -249,7 +249,10 @@ def test_stores_create_keeps_credentials_encrypted_at_rest(data_dir: Path, profe
 def test_stores_create_refuses_bad_input(data_dir: Path, professional: str, starter: str):
     woo = ["--platform", "woocommerce", "--name", "Shop", "--url", "https://shop.example.com"]
     creds = ["--consumer-key", "ck_1", "--consumer-secret", "cs_1"]
-    assert "consumer_key" in fails(data_dir, "stores", "create", "--account", professional, *woo)
+    missing = fails(data_dir, "stores", "create", "--account", professional, *woo)
+    assert "woocommerce credentials need exactly: consumer_key, consumer_secret." in missing
+    half = fails(data_dir, "stores", "create", "--account", professional, *woo, *creds[:2])
+    assert "need exactly: consumer_key, consumer_secret." in half
     assert "acct_nope" in fails(
         data_dir, "stores", "create", "--account", "acct_nope", *woo, *creds
     )

@@ -519,7 +519,7 @@ async def test_graphql_store_create_rejects_wrong_credentials(client, tenant):
     assert await Store.filter(account_id=tenant.account_id).count() == 0
 
 
-@pytest.mark.parametrize("credentials", [None, {}])
+@pytest.mark.parametrize("credentials", ["left out", None, {}])
 async def test_graphql_simulated_store_needs_no_credentials(client, tenant, credentials):
     store_input: dict[str, Any] = {
         "name": "Practice shop",
@@ -527,7 +527,7 @@ async def test_graphql_simulated_store_needs_no_credentials(client, tenant, cred
         "url": "https://practice.example.com",
         "simulated": True,
     }
-    if credentials is not None:
+    if credentials != "left out":
         store_input["credentials"] = credentials
     body = (await gql(client, tenant, CREATE, {"input": store_input}, key=tenant.test)).json()
     assert "errors" not in body, body
@@ -538,13 +538,37 @@ async def test_graphql_simulated_store_needs_no_credentials(client, tenant, cred
     assert service.credentials_of(stored) == {"access_token": "shpat_simulated"}
 
 
-async def test_graphql_real_store_needs_credentials(client, tenant):
-    store_input = {"name": "Real shop", "platform": "SHOPIFY", "url": "https://x.myshopify.com"}
+@pytest.mark.parametrize("credentials", ["left out", None])
+async def test_graphql_real_store_needs_credentials(client, tenant, credentials):
+    store_input: dict[str, Any] = {
+        "name": "Real shop",
+        "platform": "SHOPIFY",
+        "url": "https://x.myshopify.com",
+    }
+    if credentials != "left out":
+        store_input["credentials"] = credentials
     body = (await gql(client, tenant, CREATE, {"input": store_input})).json()
     [error] = body["errors"]
     assert error["extensions"]["param"] == "input.credentials"
     assert error["message"] == "shopify credentials need exactly: access_token."
     assert await Store.filter(account_id=tenant.account_id).count() == 0
+
+
+async def test_a_simulated_store_keeps_the_credentials_it_was_given(client, tenant):
+    store_input = {
+        "name": "Practice shop",
+        "platform": "WOOCOMMERCE",
+        "url": "https://practice.example.com",
+        "simulated": True,
+        "credentials": {"consumerKey": "ck_mine"},
+    }
+    body = (await gql(client, tenant, CREATE, {"input": store_input}, key=tenant.test)).json()
+    assert "errors" not in body, body
+    stored = await Store.get(id=body["data"]["storeCreate"]["id"])
+    assert service.credentials_of(stored) == {
+        "consumer_key": "ck_mine",
+        "consumer_secret": "cs_simulated",
+    }
 
 
 async def test_a_credential_too_long_says_so_without_echoing_it(client, tenant):

@@ -134,7 +134,8 @@ def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, 
         raise from_validation_error(exc, prefix="settings") from None
 
 
-# What a simulated store created without credentials keeps (its simulator accepts any).
+# What a simulated store keeps for the credentials it was created without (its simulator
+# accepts any).
 SIMULATED_CREDENTIALS = {
     Platform.WOOCOMMERCE: {"consumer_key": "ck_simulated", "consumer_secret": "cs_simulated"},
     Platform.SHOPIFY: {"access_token": "shpat_simulated"},
@@ -170,10 +171,10 @@ async def get_store(actor: Principal, store_id: str) -> Store:
 async def create_store(actor: Principal, *, data: StoreCreate) -> Store:
     """Connect a store; its credentials are validated for the platform and encrypted."""
     actor.require("stores:write")
-    if data.simulated and not data.credentials:  # the simulator takes any; none need be sent
-        credentials = dict(SIMULATED_CREDENTIALS[data.platform])
-    else:
-        credentials = validate_credentials(data.platform, data.credentials)
+    given = data.credentials
+    if data.simulated:  # the simulator takes any credentials: what is not sent is filled in
+        given = {**SIMULATED_CREDENTIALS[data.platform], **given}
+    credentials = validate_credentials(data.platform, given)
     if data.simulated:
         if (
             actor.environment is not Environment.SANDBOX
