@@ -10,7 +10,7 @@ import time
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuv"  # base32, sorts the same in every collation
 _BODY_LENGTH = 24
-_ID_RE = re.compile(rf"^([a-z]+)_([0-9a-v]{{{_BODY_LENGTH}}})$")
+_ID_RE = re.compile(rf"([a-z]+)_([0-9a-v]{{{_BODY_LENGTH}}})")
 
 
 _RANDOM_BITS = 72
@@ -36,5 +36,5 @@ def new_id(prefix: str) -> str:
 
 
 def is_valid_id(value: str, prefix: str) -> bool:
-    match = _ID_RE.match(value)
+    match = _ID_RE.fullmatch(value)
     return bool(match) and match.group(1) == prefix

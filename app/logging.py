@@ -39,9 +39,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-# Control characters (a client can put `%00` or `%0a` in a path) escaped in text logs, so one
-# record stays one line and nothing a client sends can forge another record or hide in a NUL.
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+# Control characters (a client can put `%00` or `%0a` in a path) and line separators escaped in
+# a text log's message, so a message stays on its line: nothing a client sends can forge another
+# record or hide in a NUL. (A traceback, appended after the message, keeps its lines.)
+_CONTROL = {
+    code: f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)
+}
 
 
 class TextFormatter(logging.Formatter):

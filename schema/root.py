@@ -227,6 +227,7 @@ class OperationNameRequired(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         # `operation_name` falls back to the first operation's name: ask what the client sent.
+        # (A private attribute: tests/test_graphql_limits.py fails loudly if it goes away.)
         if context._provided_operation_name is None and document is not None:
             operations = sum(
                 isinstance(definition, OperationDefinitionNode)

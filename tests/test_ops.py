@@ -215,9 +215,11 @@ def test_text_logs_escape_control_characters_a_client_sent():
     record = logging.LogRecord(
         "syncauction.http", logging.INFO, __file__, 1, "%s %s %s", None, None
     )
-    record.args = ("GET", "/v1/stores/\x00\nERROR syncauction: forged", 404)
+    record.args = ("GET", "/v1/stores/\x00\nERROR syncauction: forged\u2028\x85", 404)
     line = TextFormatter().format(record)
-    assert line == "INFO syncauction.http: GET /v1/stores/\\x00\\x0aERROR syncauction: forged 404"
+    assert line == (
+        "INFO syncauction.http: GET /v1/stores/\\x00\\x0aERROR syncauction: forged\\u2028\\x85 404"
+    )
 
 
 # --- JSON errors for routing -------------------------------------------------------------------

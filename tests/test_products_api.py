@@ -168,6 +168,7 @@ async def test_list_rejects_bad_parameters(client, tenant, query, param):
         "v1:prod_!!!",  # the right prefix, not an id
         "v1:prod_zzzzzzzzzzzzzzzzzzzzzzzz",  # outside the id alphabet
         "v1:prod_06h1s65ms2677rgv1419kgh",  # one character short
+        "v1:prod_06h1s65ms2677rgv1419kgh8\n",  # a well-formed id and a line break
         "v1:store_06h1s65ms2677rgv1419kgh8",  # another list's cursor
         "v2:prod_06h1s65ms2677rgv1419kgh8",
     ],
