@@ -5,6 +5,7 @@ database, the event bus, the job queue and the rate limiter."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,23 +63,33 @@ def _graphql_error(message: str, code: str, status: int) -> Response:
     )
 
 
-def _is_mutation(data: dict[str, Any]) -> bool:
-    """Whether the request's chosen operation is a mutation (parse failures are not: Strawberry
-    reports them)."""
-    query = data.get("query")
-    if not isinstance(query, str):
-        return False
+@functools.lru_cache(maxsize=256)  # clients send the same few documents again and again
+def _operations(query: str) -> tuple[tuple[str | None, OperationType], ...]:
+    """Each operation's name and type, in document order (none if the query does not parse)."""
     try:
         document = parse_graphql(query)
     except GraphQLError:
-        return False
+        return ()
+    return tuple(
+        (definition.name.value if definition.name else None, definition.operation)
+        for definition in document.definitions
+        if isinstance(definition, OperationDefinitionNode)
+    )
+
+
+def _operation_type(data: Any) -> OperationType | None:
+    """The type of the request's chosen operation; None when it cannot be told (Strawberry
+    reports parse failures and unknown names itself)."""
+    query = data.get("query")
+    if not isinstance(query, str):
+        return None
     name = data.get("operationName")
-    for definition in document.definitions:
-        if isinstance(definition, OperationDefinitionNode) and (
-            name is None or (definition.name and definition.name.value == name)
-        ):
-            return definition.operation is OperationType.MUTATION
-    return False
+    # Cached for documents of ordinary size; a huge one (comments, padding) is parsed uncached.
+    parse = _operations if len(query) <= 20_000 else _operations.__wrapped__
+    for operation_name, operation in parse(query):
+        if name is None or operation_name == name:
+            return operation
+    return None
 
 
 class GraphQLApp(GraphQL):
@@ -95,7 +106,14 @@ class GraphQLApp(GraphQL):
             if len(keys) > 1:
                 raise GraphQLHTTPException(400, "Send one Idempotency-Key header, not several.")
             key = keys[0] if keys else None
-            if key is not None and data is not None and _is_mutation(data):
+            chosen = _operation_type(data if data is not None else request.query_params)
+            if chosen is OperationType.SUBSCRIPTION:
+                raise GraphQLHTTPException(
+                    400,
+                    "Subscriptions run over the websocket (graphql-transport-ws) at /graphql; "
+                    "send queries and mutations over HTTP.",
+                )
+            if key is not None and data is not None and chosen is OperationType.MUTATION:
                 response = await self._run_once(request, key)
             else:
                 response = await self.run(request)

@@ -220,6 +220,20 @@ async def test_several_operations_without_a_name_run_none(
         assert "operationName" in error["message"]
 
 
+async def test_a_subscription_over_http_is_a_coded_400(
+    client, tenant, no_unexpected_errors_logged
+):
+    subscription = "subscription { events { id } }"
+    for response in (
+        await _post(client, tenant, subscription),
+        await client.get("/graphql", params={"query": subscription}, headers=tenant.headers()),
+    ):
+        assert response.status_code == 400
+        [error] = response.json()["errors"]
+        assert error["extensions"]["code"] == "invalid_request"
+        assert "websocket" in error["message"]
+
+
 async def test_operation_name_chooses_among_several(client, tenant):
     response = await client.post(
         "/graphql",
