@@ -220,9 +220,7 @@ async def test_several_operations_without_a_name_run_none(
         assert "operationName" in error["message"]
 
 
-async def test_a_subscription_over_http_is_a_coded_400(
-    client, tenant, no_unexpected_errors_logged
-):
+async def test_a_subscription_over_http_is_a_coded_400(client, tenant, no_unexpected_errors_logged):
     subscription = "subscription { events { id } }"
     for response in (
         await _post(client, tenant, subscription),

@@ -13,7 +13,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
 )
 from tortoise.transactions import in_transaction
 
@@ -23,6 +22,7 @@ from app.errors import InvalidInput, NotFound, from_validation_error
 from app.ids import is_valid_id, new_id
 from app.money import MAX_AMOUNT, Money
 from app.pagination import Page, PageParams, paginate
+from app.partial import not_null, without_null
 from app.pricing.core import CENT, Rounding, Rule
 from app.pricing.models import PricingRule
 from app.tenancy import get_owned, owned
@@ -63,8 +63,6 @@ _REQUIRED = (
     "markup_percent",
     "markup_fixed",
     "rounding",
-    "metals",
-    "services",
     "allow_below_cost",
 )
 
@@ -105,7 +103,7 @@ class PricingRuleChanges(BaseModel):
     """Partial update: fields sent replace, fields left out stay. Conditions may be cleared with
     `null`; the other fields may be omitted but not null. The merged rule is validated whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_REQUIRED))
 
     name: Name | None = None
     active: bool | None = None
@@ -125,12 +123,7 @@ class PricingRuleChanges(BaseModel):
     title_contains: Name | None = None
     allow_below_cost: bool | None = None
 
-    @field_validator(*_REQUIRED)
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null(*_REQUIRED)
 
 
 _CONDITIONS = (
@@ -236,6 +229,9 @@ async def update_pricing_rule(
     actor.require("pricing:write")
     provided = changes.model_dump(exclude_unset=True)
     acknowledged = bool(provided.pop("allow_below_cost", False))
+    for name in ("metals", "services"):  # null clears a list condition, as it does the others
+        if name in provided and provided[name] is None:
+            provided[name] = []
     async with in_transaction() as connection:
         rule = await get_owned(
             PricingRule, actor, rule_id, prefix="rule", noun="pricing rule", lock=connection

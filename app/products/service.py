@@ -5,7 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 from tortoise.router import router
 
 from app.auth.principal import Principal
@@ -15,6 +22,7 @@ from app.events.types import EventType
 from app.ids import is_valid_id, new_id
 from app.money import Money
 from app.pagination import Page, PageParams, paginate
+from app.partial import not_null, without_null
 from app.pricing.core import LotFacts, price_lot
 from app.pricing.service import tenant_pricing
 from app.products.models import Product, ProductStatus
@@ -41,11 +49,23 @@ class ProductFilters(BaseModel):
     )
 
 
+# The statuses a merchant may set (`sold` is the sync's), as the API documents them.
+MerchantStatus = Annotated[
+    ProductStatus,
+    WithJsonSchema(
+        {"type": "string", "enum": [s.value for s in ProductStatus if s is not ProductStatus.SOLD]}
+    ),
+]
+
+
+_PRODUCT_NOT_NULL = ("title", "description", "status", "tags")
+
+
 class ProductChanges(BaseModel):
     """Fields a merchant may change. A `price` locks the price against syncs; `null` releases
     the lock (the next sync prices the product with the rules again)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_PRODUCT_NOT_NULL))
 
     title: (
         Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -53,7 +73,7 @@ class ProductChanges(BaseModel):
     ) = None
     description: Annotated[str, StringConstraints(max_length=20_000)] | None = None
     price: Money | None = None
-    status: ProductStatus | None = None
+    status: MerchantStatus | None = None
     tags: Annotated[list[Tag], Field(max_length=50)] | None = None
 
     @field_validator("status")
@@ -63,12 +83,7 @@ class ProductChanges(BaseModel):
             raise ValueError("`sold` is set by the sync when a lot sells")
         return value
 
-    @field_validator("title", "description", "status", "tags")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null(*_PRODUCT_NOT_NULL)
 
 
 class LotInput(BaseModel):

@@ -13,7 +13,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from tortoise.transactions import in_transaction
@@ -26,6 +25,7 @@ from app.ids import new_id
 from app.money import Money
 from app.netguard import ensure_public_url
 from app.pagination import Page, PageParams, paginate
+from app.partial import not_null, without_null
 from app.stores.models import Platform, Store
 from app.tenancy import get_owned, owned
 from app.text import FilterValue, Name
@@ -103,23 +103,27 @@ class StoreCreate(BaseModel):
     )
 
 
+_STORE_NOT_NULL = (
+    "name",
+    "url",
+    "credentials",
+    "sync_enabled",
+    "settings",
+)
+
+
 class StoreChanges(BaseModel):
     """Partial update. `settings` is merged into the current settings (send only what changes);
     `credentials` replaces the stored ones as a whole."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_STORE_NOT_NULL))
     name: Name | None = None
     url: StoreUrl | None = None
     credentials: dict[str, Any] | None = None
     sync_enabled: bool | None = None
     settings: StoreSettings | None = None
 
-    @field_validator("name", "url", "credentials", "sync_enabled", "settings")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null(*_STORE_NOT_NULL)
 
 
 def merge_settings(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

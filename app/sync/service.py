@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
@@ -28,6 +28,7 @@ from app.events.service import atomic, emit, format_timestamp
 from app.events.types import EventType
 from app.ids import is_valid_id, new_id
 from app.pagination import Page, PageParams, paginate
+from app.partial import not_null, without_null
 from app.stores.models import Store
 from app.sync.models import SyncJob, SyncState, SyncStatus, SyncTrigger, SyncType
 from app.tenancy import get_owned, owned
@@ -56,10 +57,17 @@ class SyncTriggerInput(BaseModel):
     )
 
 
+_SCHEDULE_NOT_NULL = (
+    "delta_interval_minutes",
+    "full_sync_hour_utc",
+    "nightly_full",
+)
+
+
 class SyncScheduleChanges(BaseModel):
     """The tenant's sync schedule; fields left out stay as they are."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_SCHEDULE_NOT_NULL))
     delta_interval_minutes: int | None = Field(
         default=None, ge=0, le=1440, description="A delta every N minutes (5–1440; 0 = none)."
     )
@@ -68,12 +76,7 @@ class SyncScheduleChanges(BaseModel):
     )
     nightly_full: bool | None = Field(default=None, description="false: no nightly full sync.")
 
-    @field_validator("delta_interval_minutes", "full_sync_hour_utc", "nightly_full")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null(*_SCHEDULE_NOT_NULL)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from app.events.types import EventType
 from app.ids import new_id
 from app.netguard import ensure_public_url
 from app.pagination import Page, PageParams, paginate
+from app.partial import not_null, without_null
 from app.tenancy import get_owned, owned
 from app.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from app.webhooks.signing import new_secret
@@ -60,22 +61,25 @@ class WebhookEndpointInput(BaseModel):
     _dedupe = field_validator("event_types")(classmethod(lambda cls, v: _unique(v)))
 
 
+_WEBHOOK_NOT_NULL = (
+    "url",
+    "event_types",
+    "description",
+    "active",
+)
+
+
 class WebhookEndpointChanges(BaseModel):
     """Partial update; fields left out stay. Turning an endpoint back on (`active: true`)
     clears its disabled reason."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=without_null(*_WEBHOOK_NOT_NULL))
     url: WebhookUrl | None = None
     event_types: EventTypes | None = None
     description: Description | None = None
     active: bool | None = None
 
-    @field_validator("url", "event_types", "description", "active")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("may be omitted but not null")
-        return value
+    _not_null = not_null(*_WEBHOOK_NOT_NULL)
 
     _dedupe = field_validator("event_types")(
         classmethod(lambda cls, v: _unique(v) if v is not None else v)
