@@ -40,6 +40,7 @@ class Page(Generic[T]):
     items: list[T]
     has_more: bool
     next_cursor: str | None
+    after_cursor: bool = False  # the page was asked for after a cursor: items come before it
 
 
 def encode_cursor(last_id: str) -> str:
@@ -73,4 +74,5 @@ async def paginate(queryset, params: PageParams, *, prefix: str) -> Page:  # typ
         items=items,
         has_more=has_more,
         next_cursor=encode_cursor(items[-1].id) if has_more else None,
+        after_cursor=params.cursor is not None,
     )

@@ -98,13 +98,19 @@ def connection(page: Page[Any], convert: Any, connection_type: Any, edge_type: A
     nodes = [convert(item) for item in page.items]
     from app.pagination import encode_cursor
 
+    edges = [
+        edge_type(cursor=encode_cursor(item.id), node=node)
+        for item, node in zip(page.items, nodes, strict=True)
+    ]
     return connection_type(
-        edges=[
-            edge_type(cursor=encode_cursor(item.id), node=node)
-            for item, node in zip(page.items, nodes, strict=True)
-        ],
+        edges=edges,
         nodes=nodes,
-        page_info=PageInfo(has_next_page=page.has_more, end_cursor=page.next_cursor),
+        page_info=PageInfo(
+            has_next_page=page.has_more,
+            has_previous_page=page.after_cursor,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
     )
 
 

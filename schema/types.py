@@ -168,7 +168,16 @@ class DeletedPricingRule:
 @strawberry.type(description="Relay pagination state.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow `endCursor`.")
-    end_cursor: str | None = strawberry.field(description="Pass as `after` for the next page.")
+    has_previous_page: bool = strawberry.field(
+        description="Items come before this page (it was asked for with `after`)."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The first edge's cursor (null when the page is empty)."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The last edge's cursor (null when the page is empty); pass it as `after` "
+        "for the next page."
+    )
 
 
 @strawberry.type(description="A product in a connection.")

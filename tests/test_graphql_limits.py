@@ -314,13 +314,31 @@ async def test_cursor_of_a_page_gives_the_next_page(client, tenant):
     older = await make_product(tenant, "1")
     newer = await make_product(tenant, "2")
     query = """query($after: String) { products(first: 1, after: $after) {
-        edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }"""
+        edges { cursor node { id } }
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }"""
     first = (await _post(client, tenant, query, {"after": None})).json()["data"]["products"]
     assert [e["node"]["id"] for e in first["edges"]] == [newer.id]
-    assert first["pageInfo"]["hasNextPage"] is True
+    [edge] = first["edges"]
+    assert first["pageInfo"] == {
+        "hasNextPage": True,
+        "hasPreviousPage": False,
+        "startCursor": edge["cursor"],
+        "endCursor": edge["cursor"],
+    }
     second = (await _post(client, tenant, query, {"after": first["pageInfo"]["endCursor"]})).json()
-    assert [e["node"]["id"] for e in second["data"]["products"]["edges"]] == [older.id]
-    assert second["data"]["products"]["pageInfo"]["hasNextPage"] is False
+    last = second["data"]["products"]
+    assert [e["node"]["id"] for e in last["edges"]] == [older.id]
+    # The last page still names its cursors (Relay): only hasNextPage says it is the last.
+    [edge] = last["edges"]
+    assert last["pageInfo"] == {
+        "hasNextPage": False,
+        "hasPreviousPage": True,
+        "startCursor": edge["cursor"],
+        "endCursor": edge["cursor"],
+    }
+    empty = (await _post(client, tenant, query, {"after": edge["cursor"]})).json()
+    assert empty["data"]["products"]["edges"] == []
+    assert empty["data"]["products"]["pageInfo"]["endCursor"] is None
 
 
 def _undocumented() -> list[str]:
