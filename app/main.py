@@ -360,6 +360,9 @@ def create_app(
             Exception: server_error,
         },
     )
+    # `/v1/products/` is not a documented route: a JSON 404, not a redirect to an absolute
+    # http:// URL (which, behind a TLS proxy, would point at the wrong scheme).
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.limiter = limiter

@@ -59,6 +59,17 @@ async def test_malformed_or_unknown_keys_are_401(client, tenant, authorization):
     assert error["code"] == "invalid_api_key"
 
 
+async def test_two_authorization_headers_are_401_whichever_comes_first(client, tenant):
+    real, bogus = f"Bearer {tenant.live}", "Bearer sa_live_0123456789abcdefghijklmnopqrstuv"
+    for first, second in ((bogus, real), (real, bogus), (real, real)):
+        response = await client.get(
+            "/v1/products", headers=[("Authorization", first), ("Authorization", second)]
+        )
+        assert response.status_code == 401
+        assert response.headers["www-authenticate"] == INVALID_TOKEN
+        assert response.json()["error"]["message"] == "Send one Authorization header, not several."
+
+
 async def test_a_tampered_real_key_is_401(client, tenant):
     assert (await client.get("/v1/products", headers=tenant.headers())).status_code == 200
     last = tenant.live[-1]

@@ -240,6 +240,18 @@ async def test_unknown_v1_route_is_a_json_404(client, tenant):
     }
 
 
+@pytest.mark.parametrize(("method", "path"), [("GET", "/v1/products/"), ("PUT", "/v1/stores/")])
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(client, tenant, method, path):
+    response = await client.request(method, f"{path}?limit=1", headers=tenant.headers())
+    assert response.status_code == 404
+    assert "location" not in response.headers
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == (
+        "unknown_route",
+        f"Unrecognized request URL ({method} {path}).",
+    )
+
+
 async def test_unknown_v1_route_without_a_key_is_401_first(client):
     response = await client.get("/v1/nope")
     assert response.status_code == 401

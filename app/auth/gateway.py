@@ -92,6 +92,11 @@ class ApiGateway:
         authorization = headers.get("authorization")
         if needs_auth:
             try:
+                if len(headers) < len(scope["headers"]) and _repeated(scope, b"authorization"):
+                    # A proxy and this server could each pick a different one.
+                    raise AuthenticationFailed(
+                        "Send one Authorization header, not several.", code="invalid_api_key"
+                    )
                 principal = await self._authenticate(authorization)
             except AuthenticationFailed as exc:
                 error = exc
@@ -304,6 +309,10 @@ async def _send_error(send: Any, error: DomainError, *, graphql: bool) -> None:
 
 def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _repeated(scope: Scope, name: bytes) -> bool:
+    return sum(1 for key, _ in scope["headers"] if key.lower() == name) > 1
 
 
 def _client_ip(scope: Scope) -> str:
