@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import strawberry
@@ -16,9 +17,11 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.errors import DomainError
+from app.money import plain_decimal
 from resolvers import accounts as account_resolvers
 from resolvers import events as event_resolvers
 from resolvers import pricing_rules as pricing_rule_resolvers
@@ -241,11 +244,31 @@ class OperationNameRequired(SchemaExtension):
         yield
 
 
+def _parse_decimal(value: Any) -> Decimal:
+    """A `Decimal` input: a number, or a string in the plain notation REST takes too."""
+    try:
+        parsed = plain_decimal(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, Decimal) or not parsed.is_finite():
+        raise GraphQLError(f"Decimal cannot represent {value!r}: send a number such as 12.50.")
+    return parsed
+
+
+DECIMAL = strawberry.scalar(
+    name="Decimal",
+    description='A decimal amount, sent as a string such as "430.50" (inputs take a number too).',
+    serialize=str,
+    parse_value=_parse_decimal,
+)
+
+
 def build_schema() -> SyncAuctionSchema:
     return SyncAuctionSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        config=StrawberryConfig(scalar_map={Decimal: DECIMAL}),
         extensions=[
             lambda: ParserCache(maxsize=256),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

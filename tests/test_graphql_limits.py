@@ -232,6 +232,33 @@ async def test_a_subscription_over_http_is_a_coded_400(client, tenant, no_unexpe
         assert "websocket" in error["message"]
 
 
+@pytest.mark.parametrize("price", ['"1_000"', '" 12 "', '"12."', '"1e2"', '"NaN"', "true"])
+async def test_a_decimal_takes_plain_notation_only(
+    client, tenant, price, no_unexpected_errors_logged
+):
+    product = await make_product(tenant)
+    response = await _post(
+        client,
+        tenant,
+        f'mutation {{ productUpdate(id: "{product.id}", input: {{price: {price}}}) {{ price }} }}',
+    )
+    _assert_refused(response)
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "graphql_validation_failed"
+    assert "send a number such as 12.50" in error["message"]
+
+
+@pytest.mark.parametrize(("price", "stored"), [('"499.00"', "499.00"), ("499.5", "499.50")])
+async def test_a_decimal_takes_a_string_or_a_number(client, tenant, price, stored):
+    product = await make_product(tenant)
+    response = await _post(
+        client,
+        tenant,
+        f'mutation {{ productUpdate(id: "{product.id}", input: {{price: {price}}}) {{ price }} }}',
+    )
+    assert response.json() == {"data": {"productUpdate": {"price": stored}}}
+
+
 async def test_operation_name_chooses_among_several(client, tenant):
     response = await client.post(
         "/graphql",

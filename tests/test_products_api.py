@@ -109,6 +109,12 @@ async def test_put_takes_a_price_as_a_numeric_string_exactly(client, tenant):
         ({"tags": "x"}, "parameter_invalid", "tags"),
         ({"tags": [1]}, "parameter_invalid", "tags.0"),
         ({"price": True}, "parameter_invalid", "price"),
+        # A numeric string in the plain notation only: Decimal() alone would take all these.
+        ({"price": "1_000"}, "parameter_invalid", "price"),
+        ({"price": " 12 "}, "parameter_invalid", "price"),
+        ({"price": "12."}, "parameter_invalid", "price"),
+        ({"price": "1e2"}, "parameter_invalid", "price"),
+        ({"price": "\u0661\u0662"}, "parameter_invalid", "price"),  # Arabic-Indic 12
         ({"price": [12]}, "parameter_invalid", "price"),
         ({"colour": "red"}, "unknown_parameter", "colour"),
     ],
