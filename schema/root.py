@@ -94,53 +94,53 @@ class Query:
 
 @strawberry.type(description="Change products, stores and pricing rules; start syncs.")
 class Mutation:
-    product_update: types.Product = strawberry.mutation(
+    product_update: types.Product | None = strawberry.mutation(
         resolver=product_resolvers.product_update,
         description="Edit a product. A `price` locks it against syncs; `null` releases the lock.",
     )
-    store_create: types.Store = strawberry.mutation(
+    store_create: types.Store | None = strawberry.mutation(
         resolver=store_resolvers.store_create, description="Connect a WooCommerce or Shopify store."
     )
-    store_update: types.Store = strawberry.mutation(
+    store_update: types.Store | None = strawberry.mutation(
         resolver=store_resolvers.store_update,
         description="Change a store's settings or credentials.",
     )
-    pricing_rule_create: types.PricingRule = strawberry.mutation(
+    pricing_rule_create: types.PricingRule | None = strawberry.mutation(
         resolver=pricing_rule_resolvers.pricing_rule_create, description="Create a pricing rule."
     )
-    pricing_rule_update: types.PricingRule = strawberry.mutation(
+    pricing_rule_update: types.PricingRule | None = strawberry.mutation(
         resolver=pricing_rule_resolvers.pricing_rule_update,
         description="Change a pricing rule; the result is validated as a whole.",
     )
-    pricing_rule_delete: types.DeletedPricingRule = strawberry.mutation(
+    pricing_rule_delete: types.DeletedPricingRule | None = strawberry.mutation(
         resolver=pricing_rule_resolvers.pricing_rule_delete,
         description="Delete a pricing rule; answers its id.",
     )
-    webhook_endpoint_create: types.WebhookEndpointWithSecret = strawberry.mutation(
+    webhook_endpoint_create: types.WebhookEndpointWithSecret | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_endpoint_create,
         description="Add a webhook endpoint; the answer has its secret, shown this once.",
     )
-    webhook_endpoint_update: types.WebhookEndpoint = strawberry.mutation(
+    webhook_endpoint_update: types.WebhookEndpoint | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_endpoint_update,
         description="Change an endpoint's URL, event types, description or switch.",
     )
-    webhook_endpoint_rotate_secret: types.WebhookEndpointWithSecret = strawberry.mutation(
+    webhook_endpoint_rotate_secret: types.WebhookEndpointWithSecret | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_endpoint_rotate_secret,
         description="A new secret (shown once); the previous one also signs for 24 hours.",
     )
-    webhook_endpoint_test: types.WebhookTestResult = strawberry.mutation(
+    webhook_endpoint_test: types.WebhookTestResult | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_endpoint_test,
         description="Send a signed `webhook.test` event now and report the answer.",
     )
-    webhook_delivery_replay: types.WebhookDelivery = strawberry.mutation(
+    webhook_delivery_replay: types.WebhookDelivery | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_delivery_replay,
         description="Send a delivery again now, with the same webhook-id.",
     )
-    sync_schedule_update: types.SyncStatus = strawberry.mutation(
+    sync_schedule_update: types.SyncStatus | None = strawberry.mutation(
         resolver=sync_resolvers.sync_schedule_update,
         description="Change the schedule: delta interval and nightly full sync hour (UTC).",
     )
-    sync_trigger: types.SyncJob = strawberry.mutation(
+    sync_trigger: types.SyncJob | None = strawberry.mutation(
         resolver=sync_resolvers.sync_trigger,
         description="Start a sync. `sync_in_progress` (with `sync_job`) while one is unfinished.",
     )

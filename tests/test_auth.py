@@ -211,7 +211,7 @@ async def test_graphql_mutation_with_read_only_key_is_refused(client):
         "variables": {"id": product.id},
     }
     body = (await client.post("/graphql", json=query, headers=starter.headers())).json()
-    assert body["data"] is None
+    assert body["data"] == {"productUpdate": None}
     [error] = body["errors"]
     assert error["extensions"]["code"] == "insufficient_scope"
     assert error["message"] == "This credential lacks the `products:write` scope."

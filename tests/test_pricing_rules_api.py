@@ -469,6 +469,24 @@ async def test_graphql_create_update_list_delete(client, tenant):
     assert await count(tenant) == 1
 
 
+async def test_graphql_one_refused_mutation_keeps_the_others_results(client, tenant):
+    """Mutation fields are nullable: a document whose second mutation fails still answers the
+    first one's result (it was committed), instead of `data: null`."""
+    document = """mutation {
+      ok: pricingRuleCreate(input: {name: "Gold +10 %", markupPercent: "10"}) { id name }
+      refused: pricingRuleCreate(input: {name: "", markupPercent: "5"}) { id }
+    }"""
+    body = await gql(client, tenant, document)
+    created = body["data"]["ok"]
+    assert created["name"] == "Gold +10 %" and created["id"].startswith("rule_")
+    assert body["data"]["refused"] is None
+    [error] = body["errors"]
+    assert (error["path"], error["extensions"]["code"]) == (["refused"], "parameter_invalid")
+    assert [rule.id for rule in await PricingRule.filter(account_id=tenant.account_id)] == [
+        created["id"]
+    ]
+
+
 @pytest.mark.parametrize(
     ("input_", "code", "param"),
     [
@@ -489,7 +507,7 @@ async def test_graphql_create_update_list_delete(client, tenant):
 )
 async def test_graphql_create_rejects_bad_input(client, tenant, input_, code, param):
     body = await gql(client, tenant, CREATE, {"input": input_})
-    assert body["data"] is None
+    assert body["data"] == {"pricingRuleCreate": None}
     [error] = body["errors"]
     assert (error["extensions"]["code"], error["extensions"]["param"]) == (code, param)
     assert await count(tenant) == 0

@@ -496,7 +496,7 @@ async def test_graphql_store_update_rejects_bad_input(client, tenant, input_, pa
     before = await snapshot(store.id)
     response = await gql(client, tenant, UPDATE, {"id": store.id, "input": input_})
     body = response.json()
-    assert body["data"] is None
+    assert body["data"] == {"storeUpdate": None}
     [error] = body["errors"]
     assert error["extensions"]["code"] == "parameter_invalid"
     assert error["extensions"]["param"] == param
@@ -513,7 +513,7 @@ async def test_graphql_store_create_rejects_wrong_credentials(client, tenant):
         }
     }
     body = (await gql(client, tenant, CREATE, variables)).json()
-    assert body["data"] is None
+    assert body["data"] == {"storeCreate": None}
     assert body["errors"][0]["extensions"]["code"] == "parameter_invalid"
     assert body["errors"][0]["extensions"]["param"] == "input.credentials"
     assert await Store.filter(account_id=tenant.account_id).count() == 0
