@@ -34,15 +34,41 @@ OUTPUT_MODELS: dict[Any, type[BaseModel]] = {
 _ERRORS = {
     "400": "Invalid request (validation, malformed JSON, unknown parameter, bad cursor)",
     "401": "Missing or invalid API key",
-    "403": "The key lacks the scope",
+    "403": "The key lacks the scope, or the plan lacks the feature",
     "404": "No such object in this account and environment",
+    "405": "The path exists; the method does not (see Allow)",
     "413": "Body larger than 1 MiB",
     "429": "Rate limit exceeded (see Retry-After)",
 }
+# Every response of the API carries these.
 _RATE_HEADERS = {
     "X-RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests per minute."},
     "X-RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Left in the window."},
-    "X-RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Unix seconds."},
+    "X-RateLimit-Reset": {
+        "schema": {"type": "integer"},
+        "description": "Unix seconds when the window next has room (its oldest request leaves).",
+    },
+    "X-Request-Id": {
+        "schema": {"type": "string"},
+        "description": "This request's id (yours, if you sent a sane one); quote it to support.",
+    },
+}
+# And these on some statuses.
+_STATUS_HEADERS: dict[str, dict[str, Any]] = {
+    "401": {
+        "WWW-Authenticate": {
+            "schema": {"type": "string"},
+            "description": 'Bearer realm="SyncAuction" (with error="invalid_token" for a bad key)',
+        }
+    },
+    "405": {"Allow": {"schema": {"type": "string"}, "description": "The methods the path takes."}},
+    "429": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}},
+}
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "schema": {"const": "true"},
+        "description": "Present when this is the stored response to an Idempotency-Key.",
+    }
 }
 
 
@@ -111,13 +137,13 @@ def build_openapi(routes: list[Route], *, server_url: str) -> dict[str, Any]:
             "responses": {
                 str(route.status_code): {
                     "description": "OK",
-                    "headers": _RATE_HEADERS,
+                    "headers": {**_RATE_HEADERS, **(_REPLAYED if route.method == "POST" else {})},
                     "content": {"application/json": {"schema": body_schema}},
                 },
                 **{
                     status: {
                         "description": text,
-                        "headers": _RATE_HEADERS,
+                        "headers": {**_RATE_HEADERS, **_STATUS_HEADERS.get(status, {})},
                         "content": {"application/json": {"schema": error_ref}},
                     }
                     for status, text in _ERRORS.items()

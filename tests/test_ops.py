@@ -404,6 +404,23 @@ async def test_openapi_says_null_exactly_where_a_body_takes_it(client):
     assert changes["properties"]["status"]["enum"] == ["active", "draft", "archived"]
 
 
+async def test_openapi_names_the_headers_the_responses_carry(client, tenant):
+    document = (await client.get("/v1/openapi.json")).json()
+    responses = document["paths"]["/v1/products/{id}"]["get"]["responses"]
+    cases = {
+        "404": await client.get("/v1/products/prod_x", headers=tenant.headers()),
+        "401": await client.get("/v1/products/prod_x"),
+        "405": await client.delete("/v1/products/prod_x", headers=tenant.headers()),
+    }
+    for status, response in cases.items():
+        assert response.status_code == int(status)
+        documented = {name.lower() for name in responses[status]["headers"]}
+        assert documented <= set(response.headers), (status, documented - set(response.headers))
+    assert "Retry-After" in responses["429"]["headers"]
+    post = document["paths"]["/v1/pricing-rules"]["post"]["responses"]["201"]["headers"]
+    assert "Idempotent-Replayed" in post
+
+
 async def test_docs_serve_swagger_ui_locally(client):
     response = await client.get("/docs")
     assert response.status_code == 200
