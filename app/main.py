@@ -43,7 +43,7 @@ from rest_compat.handler import MethodNotAllowed, starlette_routes
 from rest_compat.openapi import build_openapi
 from rest_compat.table import ROUTES
 from rest_compat.table import Route as TableRoute
-from schema.root import build_schema, format_error
+from schema.root import MAX_TOKENS, build_schema, format_error
 
 logger = logging.getLogger("syncauction")
 
@@ -67,7 +67,9 @@ def _graphql_error(message: str, code: str, status: int) -> Response:
 def _operations(query: str) -> tuple[tuple[str | None, OperationType], ...]:
     """Each operation's name and type, in document order (none if the query does not parse)."""
     try:
-        document = parse_graphql(query)
+        # Bounded like the schema's own token limit: a huge document fails fast here, and
+        # Strawberry then answers it with `query_too_complex`.
+        document = parse_graphql(query, no_location=True, max_tokens=MAX_TOKENS)
     except GraphQLError:
         return ()
     return tuple(

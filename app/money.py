@@ -5,23 +5,31 @@ or non-ASCII digits, all of which Python's `Decimal` would otherwise take)."""
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, ValidationInfo
 
 MAX_AMOUNT = Decimal("999999999999.99")
 
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 
 
-def plain_decimal(value: Any) -> Any:
-    """A number, or a decimal string in the plain notation, as a `Decimal` (what a strict
-    validation then takes); anything else is left for the type check to refuse."""
+def plain_decimal(value: Any, *, stored: bool = False) -> Any:
+    """A number, or a decimal string, as a `Decimal` (what a strict validation then takes);
+    anything else is refused.
+
+    A client's string must use the plain notation. What the application stored itself may
+    read `0E-7` (`str(Decimal)` writes that), so with `stored` any decimal string passes."""
     if isinstance(value, str):
-        if not _PLAIN_DECIMAL.fullmatch(value):
-            raise ValueError("must be a number such as 12.50")
-        return Decimal(value)
+        if not stored:
+            if not _PLAIN_DECIMAL.fullmatch(value):
+                raise ValueError("must be a number such as 12.50")
+            return Decimal(value)
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise ValueError("must be a number such as 12.50") from None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return Decimal(str(value))  # a float by its shortest repr: 12.5, not 12.4999…
     if isinstance(value, Decimal) or value is None:
@@ -29,5 +37,13 @@ def plain_decimal(value: Any) -> Any:
     raise ValueError("must be a number such as 12.50")
 
 
-PlainDecimal = Annotated[Decimal, BeforeValidator(plain_decimal)]
-Money = Annotated[PlainDecimal, Field(ge=0, le=MAX_AMOUNT, decimal_places=2)]
+# Placed after a type's `Field` constraints, so they stay on the decimal type itself (the
+# OpenAPI `minimum`/`maximum` and the error messages keep their plain numbers).
+def _validate(value: Any, info: ValidationInfo) -> Any:
+    # JSON is a client's body (REST); Python mode is stored data or input that GraphQL's
+    # `Decimal` scalar has already held to the plain notation.
+    return plain_decimal(value, stored=info.mode == "python")
+
+
+PLAIN_DECIMAL = BeforeValidator(_validate)
+Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, decimal_places=2), PLAIN_DECIMAL]

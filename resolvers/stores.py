@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated
 
 import strawberry
@@ -17,6 +16,7 @@ from resolvers.common import (
     actor,
     connection,
     input_errors,
+    money,
     page_params,
     plain,
     validate,
@@ -41,8 +41,8 @@ def to_type(row: StoreRow) -> types.Store:
             filters=types.StoreFilters(
                 metals=filters.metals,
                 services=filters.services,
-                min_cost=None if filters.min_cost is None else Decimal(filters.min_cost),
-                max_cost=None if filters.max_cost is None else Decimal(filters.max_cost),
+                min_cost=money(filters.min_cost),
+                max_cost=money(filters.max_cost),
             ),
         ),
         created_at=row.created_at,

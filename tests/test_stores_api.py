@@ -676,3 +676,36 @@ async def test_production_refuses_urls_into_our_own_network(settings, url, why):
         assert (error["code"], error["param"]) == ("url_not_allowed", "url")
         assert why in error["message"]
         assert (await Store.get(id=store.id)).url == "https://93.184.215.14"
+
+
+async def test_settings_amounts_read_back_whatever_notation_they_were_stored_in(client, tenant):
+    """`"0.0000000"` is a plain amount; stored, it reads `0E-7`. Stored settings are the
+    application's own data: reading them back never applies the client-notation rule."""
+    store = await make_store(tenant)
+    response = await client.put(
+        f"/v1/stores/{store.id}",
+        json={"settings": {"filters": {"min_cost": "0.0000000"}}},
+        headers=tenant.headers(),
+    )
+    assert response.status_code == 200, response.text
+    await Store.filter(id=store.id).update(
+        settings={"sold_lots": "delete", "filters": {"min_cost": "1E+2", "max_cost": "2E+3"}}
+    )
+    listed = await client.get("/v1/stores", headers=tenant.headers())
+    assert listed.status_code == 200, listed.text
+    [data] = listed.json()["data"]
+    assert (data["settings"]["filters"]["min_cost"], data["settings"]["filters"]["max_cost"]) == (
+        100,
+        2000,
+    )
+    # A later partial update of another setting keeps them.
+    changed = await client.put(
+        f"/v1/stores/{store.id}",
+        json={"settings": {"sold_lots": "out_of_stock"}},
+        headers=tenant.headers(),
+    )
+    assert changed.status_code == 200, changed.text
+    body = await gql(
+        client, tenant, "{ stores(first: 5) { nodes { settings { filters { minCost } } } } }"
+    )
+    assert body.json()["data"]["stores"]["nodes"][0]["settings"]["filters"]["minCost"] == "100.00"

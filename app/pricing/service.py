@@ -20,7 +20,7 @@ from app.auth.principal import Principal
 from app.deletion import Deleted
 from app.errors import InvalidInput, NotFound, from_validation_error
 from app.ids import is_valid_id, new_id
-from app.money import MAX_AMOUNT, Money, PlainDecimal
+from app.money import MAX_AMOUNT, PLAIN_DECIMAL, Money
 from app.pagination import Page, PageParams, paginate
 from app.partial import not_null, without_null
 from app.pricing.core import CENT, Rounding, Rule
@@ -30,9 +30,11 @@ from app.text import FilterValue, Name
 
 Priority = Annotated[int, Field(ge=0, le=10_000)]
 Grade = Annotated[int, Field(ge=1, le=70)]
-MarkupPercent = Annotated[PlainDecimal, Field(ge=-100, le=10_000, decimal_places=2)]
-MarkupFixed = Annotated[PlainDecimal, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, decimal_places=2)]
-MarginPercent = Annotated[PlainDecimal, Field(ge=0, le=10_000, decimal_places=2)]
+MarkupPercent = Annotated[Decimal, Field(ge=-100, le=10_000, decimal_places=2), PLAIN_DECIMAL]
+MarkupFixed = Annotated[
+    Decimal, Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, decimal_places=2), PLAIN_DECIMAL
+]
+MarginPercent = Annotated[Decimal, Field(ge=0, le=10_000, decimal_places=2), PLAIN_DECIMAL]
 
 # What a rule stores (everything of the input but the below-cost acknowledgement).
 RULE_FIELDS = (
