@@ -346,23 +346,22 @@ async def test_cursor_of_a_page_gives_the_next_page(client, tenant):
     first = (await _post(client, tenant, query, {"after": None})).json()["data"]["products"]
     assert [e["node"]["id"] for e in first["edges"]] == [newer.id]
     [edge] = first["edges"]
-    assert first["pageInfo"] == {
-        "hasNextPage": True,
-        "hasPreviousPage": False,
-        "startCursor": edge["cursor"],
-        "endCursor": edge["cursor"],
-    }
+
+    def page_info(cursor: str, *, next_: bool, previous: bool) -> dict[str, Any]:
+        return {
+            "hasNextPage": next_,
+            "hasPreviousPage": previous,
+            "startCursor": cursor,
+            "endCursor": cursor,
+        }
+
+    assert first["pageInfo"] == page_info(edge["cursor"], next_=True, previous=False)
     second = (await _post(client, tenant, query, {"after": first["pageInfo"]["endCursor"]})).json()
     last = second["data"]["products"]
     assert [e["node"]["id"] for e in last["edges"]] == [older.id]
     # The last page still names its cursors (Relay): only hasNextPage says it is the last.
     [edge] = last["edges"]
-    assert last["pageInfo"] == {
-        "hasNextPage": False,
-        "hasPreviousPage": True,
-        "startCursor": edge["cursor"],
-        "endCursor": edge["cursor"],
-    }
+    assert last["pageInfo"] == page_info(edge["cursor"], next_=False, previous=True)
     empty = (await _post(client, tenant, query, {"after": edge["cursor"]})).json()
     assert empty["data"]["products"]["edges"] == []
     assert empty["data"]["products"]["pageInfo"]["endCursor"] is None
