@@ -104,10 +104,7 @@ class GraphQLApp(GraphQL):
         request = Request(scope, receive=receive)
         try:
             data = await self._check_body(request)
-            keys = request.headers.getlist("idempotency-key")
-            if len(keys) > 1:
-                raise GraphQLHTTPException(400, "Send one Idempotency-Key header, not several.")
-            key = keys[0] if keys else None
+            key = idempotency.single_key(request.headers.getlist("idempotency-key"))
             chosen = _operation_type(data if data is not None else request.query_params)
             if chosen is OperationType.SUBSCRIPTION:
                 raise GraphQLHTTPException(

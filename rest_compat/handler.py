@@ -106,12 +106,11 @@ def build_endpoint(route: Route):  # type: ignore[no-untyped-def]
             result = await route.call(actor, *args, **kwargs)
             return route.status_code, orjson.dumps(serialize(route, result))
 
-        keys = request.headers.getlist("idempotency-key") if route.method == "POST" else []
-        if len(keys) > 1:
-            raise InvalidInput(
-                "Send one Idempotency-Key header, not several.", param="Idempotency-Key"
-            )
-        key = keys[0] if keys else None
+        key = (
+            idempotency.single_key(request.headers.getlist("idempotency-key"))
+            if route.method == "POST"
+            else None
+        )
         if key is not None:
             status, content, replayed = await idempotency.run_once(
                 actor,

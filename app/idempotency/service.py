@@ -19,6 +19,14 @@ REPLAY_WINDOW = timedelta(hours=24)
 ABANDONED_AFTER = timedelta(minutes=5)
 
 
+def single_key(values: list[str]) -> str | None:
+    """The request's `Idempotency-Key` header, if it has one. Several are refused: which one
+    would the retry match?"""
+    if len(values) > 1:
+        raise InvalidInput("Send one Idempotency-Key header, not several.", param="Idempotency-Key")
+    return values[0] if values else None
+
+
 async def run_once(
     actor: Principal,
     *,
