@@ -22,10 +22,8 @@ def plain_decimal(value: Any, *, stored: bool = False) -> Any:
     A client's string must use the plain notation. What the application stored itself may
     read `0E-7` (`str(Decimal)` writes that), so with `stored` any decimal string passes."""
     if isinstance(value, str):
-        if not stored:
-            if not _PLAIN_DECIMAL.fullmatch(value):
-                raise ValueError("must be a number such as 12.50")
-            return Decimal(value)
+        if not stored and not _PLAIN_DECIMAL.fullmatch(value):
+            raise ValueError("must be a number such as 12.50")
         try:
             return Decimal(value)
         except InvalidOperation:
@@ -37,13 +35,13 @@ def plain_decimal(value: Any, *, stored: bool = False) -> Any:
     raise ValueError("must be a number such as 12.50")
 
 
-# Placed after a type's `Field` constraints, so they stay on the decimal type itself (the
-# OpenAPI `minimum`/`maximum` and the error messages keep their plain numbers).
 def _validate(value: Any, info: ValidationInfo) -> Any:
     # JSON is a client's body (REST); Python mode is stored data or input that GraphQL's
     # `Decimal` scalar has already held to the plain notation.
     return plain_decimal(value, stored=info.mode == "python")
 
 
+# Placed after a type's `Field` constraints, so they stay on the decimal type itself (the
+# OpenAPI `minimum`/`maximum` and the error messages keep their plain numbers).
 PLAIN_DECIMAL = BeforeValidator(_validate)
 Money = Annotated[Decimal, Field(ge=0, le=MAX_AMOUNT, decimal_places=2), PLAIN_DECIMAL]
