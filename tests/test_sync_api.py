@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from app import runtime
 from app.sync import service as sync
+from app.sync.models import SyncJob
 from rest_compat.schemas import ErrorResponse, SyncJobObject, SyncStatusObject
 from tests.conftest import Tenant
 from tests.test_sync_engine import simulated_store
@@ -306,3 +308,32 @@ async def test_a_store_with_sync_off_cannot_be_asked_for(
     assert response.json()["error"]["code"] == "store_sync_disabled"
     assert response.json()["error"]["param"] == "store_ids.0"
     assert held_queue == []
+
+
+async def test_a_trigger_the_queue_cannot_take_is_still_started(
+    client, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, held_queue
+) -> None:
+    """Redis down at the moment of the trigger: the job is committed, so the client gets it
+    (202, replayable) and the sweeper queues it once it has waited a minute."""
+    recording = sync.jobs.enqueue
+
+    async def unreachable(name: str, *args: Any, **kwargs: Any) -> str:
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(sync.jobs, "enqueue", unreachable)
+    headers = {**tenant.headers(), "Idempotency-Key": "redis-down-1"}
+    first = await client.post("/v1/sync/trigger", headers=headers)
+    assert first.status_code == 202, first.text
+    job = first.json()["data"]
+    assert job["status"] == "queued"
+
+    again = await client.post("/v1/sync/trigger", headers=headers)
+    assert again.status_code == 202
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json()["data"]["id"] == job["id"]
+
+    monkeypatch.setattr(sync.jobs, "enqueue", recording)
+    assert await sync.resume_stalled() == 0  # queued for less than a minute: not lost yet
+    await SyncJob.filter(id=job["id"]).update(created_at=datetime.now(UTC) - timedelta(minutes=2))
+    assert await sync.resume_stalled() == 1
+    assert held_queue == [(sync.RUN_JOB, job["id"])]

@@ -164,7 +164,13 @@ async def start_job(
             details=details,
         ) from None
     if enqueue:
-        await jobs.enqueue(RUN_JOB, job.id, job_id=job.id)
+        try:
+            await jobs.enqueue(RUN_JOB, job.id, job_id=job.id)
+        except Exception:
+            # The row is the truth and is committed: `resume_stalled` queues a job left queued
+            # for a minute. Failing the request instead would leave the client a job it was
+            # told does not exist, refusing every retry with `sync_in_progress`.
+            logger.warning("could not enqueue sync job %s; the sweeper will", job.id, exc_info=True)
     return job
 
 
