@@ -43,6 +43,11 @@ JITTER = 0.1  # +-10 % on every delay but the first
 TIMEOUT = 15.0
 EXCERPT_BYTES = 1024
 LEASE = timedelta(seconds=TIMEOUT * 4)  # an attempt in flight is not picked up again before
+# An attempt still unsent this long after it was due lost its job with its worker. arq keeps a
+# dead worker's job locked for the longest job timeout (a sync's 4 hours), and the sweeper's
+# usual id would only find that lock, so such an attempt gets a job under a new id. Duplicates
+# are harmless: an attempt claims its delivery first, and a claimed one is no longer due.
+ORPHANED_AFTER = timedelta(minutes=2)
 ATTEMPT_JOB = "deliver_webhook"
 USER_AGENT = "SyncAuction-Webhooks/1"
 
@@ -267,17 +272,25 @@ async def _not_about_themselves(deliveries: list[_NewDelivery]) -> list[_NewDeli
 
 
 async def enqueue_attempt(
-    delivery_id: str, attempts: int, due: datetime | None, delay: float | None = None
+    delivery_id: str,
+    attempts: int,
+    due: datetime | None,
+    delay: float | None = None,
+    *,
+    orphaned_at: int | None = None,
 ) -> None:
     """Queue the attempt of a delivery due at `due` after `attempts` attempts (one job per
-    attempt)."""
+    attempt; `orphaned_at`, the sweep's minute, gives an attempt whose job was lost a new one)."""
     when = int(due.timestamp() * 1000) if due is not None else 0
+    job_id = f"{delivery_id}:{attempts}:{when}"
+    if orphaned_at is not None:
+        job_id += f":orphaned:{orphaned_at}"
     try:
         await jobs.enqueue(
             ATTEMPT_JOB,
             delivery_id,
             # One job per scheduled attempt: a sweeper finding it queued adds nothing.
-            job_id=f"{delivery_id}:{attempts}:{when}",
+            job_id=job_id,
             defer_seconds=delay or None,
         )
     except Exception:  # the sweeper finds it due
@@ -292,8 +305,15 @@ async def requeue_due(*, limit: int = 1000) -> int:
         .order_by("next_attempt_at")
         .limit(limit)
     )
+    minute = int(now.timestamp()) // 60
     for delivery in due:
-        await enqueue_attempt(delivery.id, delivery.attempts, delivery.next_attempt_at)
+        orphaned = delivery.next_attempt_at <= now - ORPHANED_AFTER
+        await enqueue_attempt(
+            delivery.id,
+            delivery.attempts,
+            delivery.next_attempt_at,
+            orphaned_at=minute if orphaned else None,
+        )
     return len(due)
 
 

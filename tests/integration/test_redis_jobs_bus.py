@@ -80,13 +80,23 @@ async def arq_queue(redis_settings: Settings) -> AsyncIterator[tuple[str, ArqQue
 
 
 async def run_worker(
-    settings: Settings, queue_name: str, job_ids: set[str], *, cron: bool = True
+    settings: Settings,
+    queue_name: str,
+    job_ids: set[str],
+    *,
+    cron: bool = True,
+    until: str | None = None,
 ) -> Any:
-    """Run an arq worker built from our settings until the queue is empty."""
+    """Run an arq worker built from our settings until the queue is empty, or until the job
+    `until` has ended (a job locked by a dead worker would keep the queue from emptying)."""
     from arq.worker import Worker
+
+    ended = asyncio.Event()
 
     async def remember(ctx: dict[str, Any]) -> None:
         job_ids.add(ctx["job_id"])
+        if ctx["job_id"] == until:
+            ended.set()
 
     kwargs = worker_settings(settings)
     if not cron:
@@ -95,12 +105,21 @@ async def run_worker(
         **kwargs,
         queue_name=queue_name,
         after_job_end=remember,
-        burst=True,
+        burst=until is None,
         poll_delay=0,
         handle_signals=False,
     )
     try:
-        await worker.main()
+        if until is None:
+            await worker.main()
+        else:
+            running = asyncio.create_task(worker.main())
+            try:
+                await asyncio.wait_for(ended.wait(), timeout=10)
+            finally:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
     finally:
         await worker.close()
     return worker
@@ -307,3 +326,68 @@ def test_worker_command_without_redis_exits_with_a_clear_message(tmp_path: Path)
     assert result.stdout == ""
     assert result.stderr.startswith("error: the worker needs Redis: set SYNCAUCTION_REDIS_URL")
     assert not (tmp_path / "data").exists()
+
+
+@requires_redis
+@arq_close_is_deprecated
+async def test_a_delivery_whose_job_died_with_its_worker_is_queued_again(
+    redis_settings: Settings, arq_queue, monkeypatch: pytest.MonkeyPatch
+):
+    """A worker SIGKILLed after taking an attempt's job, before claiming the delivery: arq
+    keeps that job locked for the longest job timeout (a sync's 4 hours), so the sweeper's
+    usual id finds only the lock. Once the attempt is overdue, the sweeper queues it under a
+    new id, and the next worker sends it."""
+    from arq.constants import in_progress_key_prefix
+
+    from app import runtime
+    from app.webhooks import delivery as sender
+    from app.webhooks import service as webhooks
+    from app.webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery
+
+    queue_name, queue, job_ids = arq_queue
+    runtime.install(redis_settings).jobs = queue
+    async with orm(redis_settings):
+        tenant = await make_tenant()
+        created = await webhooks.create_endpoint(
+            tenant.principal(),
+            data=webhooks.WebhookEndpointInput(
+                url="http://127.0.0.1:1/hook", event_types=["product.created"]
+            ),
+        )
+        await make_product(tenant, "654321")
+        assert await sender._fan_out(100) == 1  # and queues the first attempt
+        delivery = await WebhookDelivery.get(endpoint_id=created.endpoint.id)
+        usual = f"{delivery.id}:0:{int(delivery.next_attempt_at.timestamp() * 1000)}"
+        job_ids.add(usual)
+        assert await queue.enqueue(sender.ATTEMPT_JOB, delivery.id, job_id=usual) is None
+        # The dead worker had taken that job: arq's lock on it outlives the worker by hours.
+        await queue.pool.psetex(in_progress_key_prefix + usual, 4 * 3600 * 1000, b"1")
+
+        async def attempts_queued() -> list[str]:
+            queued = [job.decode() for job in await queue.pool.zrange(queue_name, 0, -1)]
+            return sorted(job for job in queued if job.startswith(delivery.id))
+
+        assert await sender.requeue_due() == 1  # due, but not yet overdue: the usual id
+        assert await attempts_queued() == [usual]
+        monkeypatch.setattr(sender, "ORPHANED_AFTER", timedelta(0))  # as if minutes passed
+        assert await sender.requeue_due() == 1
+        [_, orphaned] = await attempts_queued()
+        assert orphaned.startswith(usual + ":orphaned:")
+        job_ids.add(orphaned)
+
+    # The locked job stays queued (arq skips it), so the queue never empties: the worker runs
+    # until the new job has ended.
+    worker = await run_worker(redis_settings, queue_name, job_ids, cron=False, until=orphaned)
+    assert worker.jobs_failed == 0
+    # The orphaned job ran and left the queue; its failed attempt queued the next one.
+    [still_locked, retry] = await attempts_queued()
+    job_ids.add(retry)
+    assert still_locked == usual
+    assert retry.startswith(f"{delivery.id}:1:")
+    async with orm(redis_settings):
+        attempted = await WebhookDelivery.get(id=delivery.id)
+        assert attempted.attempts == 1
+        assert attempted.status == DeliveryStatus.PENDING  # nobody listens on port 1: a retry
+        [attempt] = await WebhookAttempt.filter(delivery_id=delivery.id)
+        assert attempt.status_code is None
+        assert attempt.error
