@@ -638,3 +638,27 @@ async def test_a_delivery_replayed_while_the_purge_runs_is_kept(
     assert await Event.exists(id=event.id)
     assert (await WebhookDelivery.get(id=delivery.id)).status is DeliveryStatus.PENDING
     assert await WebhookAttempt.filter(delivery_id=delivery.id).count() == 1
+
+
+async def test_a_new_endpoint_is_not_sent_what_happened_before_it_existed(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing runs after the commit, later still when the workers are busy or down: an
+    endpoint created meanwhile gets only the events from its creation on."""
+    from app.events import service as events
+
+    async def routing_lags() -> None:
+        return None
+
+    monkeypatch.setattr(events, "_fan_out_soon", routing_lags)
+    before = await make_product(tenant, "333333")
+    created = await endpoint(client, tenant, receiver.url, ["product.created"])
+    after = await make_product(tenant, "444444")
+
+    assert await sender._fan_out(1000) == 1
+    [delivery] = await WebhookDelivery.all()
+    assert delivery.endpoint_id == created["id"]
+    event = await Event.get(id=delivery.event_id)
+    assert event.data["product_id"] == after.id
+    assert event.data["product_id"] != before.id
+    assert not await Event.filter(fanned_out_at=None).exists()  # both were routed

@@ -151,11 +151,11 @@ async def fan_out(*, batch: int = 1000) -> int:
 
 
 _UNROUTED = (
-    "SELECT id, account_id, environment, type FROM events"
+    "SELECT id, account_id, environment, type, created_at FROM events"
     " WHERE fanned_out_at IS NULL ORDER BY id LIMIT {}"
 )
 _ACTIVE_ENDPOINTS = (
-    "SELECT id, event_types FROM webhook_endpoints"
+    "SELECT id, event_types, created_at FROM webhook_endpoints"
     " WHERE account_id = {} AND environment = {} AND active = {}"
 )
 _DELIVERY_COLUMNS = (
@@ -171,6 +171,7 @@ class _Routed:
     account_id: str
     environment: str
     type: str
+    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,20 +187,37 @@ async def _fan_out(batch: int) -> int:
     while True:
         # Only what routing needs: a sync's 100,000 product events are not loaded whole.
         rows = await db.execute_query_dict(sqltext.sql(db, _UNROUTED), [batch])
-        events = [_Routed(r["id"], r["account_id"], str(r["environment"]), r["type"]) for r in rows]
+        events = [
+            _Routed(
+                r["id"],
+                r["account_id"],
+                str(r["environment"]),
+                r["type"],
+                _datetime.to_python_value(r["created_at"]),
+            )
+            for r in rows
+        ]
         if not events:
             return created
-        endpoints: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}
+        endpoints: dict[tuple[str, str], list[tuple[str, list[str], datetime]]] = {}
         for tenant in {(e.account_id, e.environment) for e in events}:
             found = await db.execute_query_dict(sqltext.sql(db, _ACTIVE_ENDPOINTS), [*tenant, True])
             endpoints[tenant] = [
-                (r["id"], _json.to_python_value(r["event_types"]) or []) for r in found
+                (
+                    r["id"],
+                    _json.to_python_value(r["event_types"]) or [],
+                    _datetime.to_python_value(r["created_at"]),
+                )
+                for r in found
             ]
+        # An endpoint gets the events that happened once it existed: routing may run seconds
+        # after the commit (minutes, with the workers down), and a new endpoint must not be
+        # sent the backlog of changes made before it was created.
         deliveries = [
             _NewDelivery(new_id("whd"), event, endpoint_id)
             for event in events
-            for endpoint_id, types in endpoints[(event.account_id, event.environment)]
-            if event.type in types
+            for endpoint_id, types, since in endpoints[(event.account_id, event.environment)]
+            if event.type in types and since <= event.created_at
         ]
         deliveries = await _not_about_themselves(deliveries)
         now = datetime.now(UTC)
