@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from app.errors import DomainError
+from app.events.service import format_timestamp
 from app.money import plain_decimal
 from resolvers import accounts as account_resolvers
 from resolvers import events as event_resolvers
@@ -263,12 +265,34 @@ DECIMAL = strawberry.scalar(
 )
 
 
+def _parse_datetime(value: object) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise GraphQLError(
+            f"DateTime cannot represent {value!r}: send ISO 8601 with a zone, such as "
+            "2024-01-15T10:30:00Z."
+        )
+    return parsed
+
+
+# The wire form of every timestamp, as in REST and in webhook payloads: UTC, seconds, with a Z.
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="An instant, in ISO 8601 UTC with a Z, such as 2024-01-15T10:30:00Z.",
+    serialize=format_timestamp,
+    parse_value=_parse_datetime,
+)
+
+
 def build_schema() -> SyncAuctionSchema:
     return SyncAuctionSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        config=StrawberryConfig(scalar_map={Decimal: DECIMAL}),
+        config=StrawberryConfig(scalar_map={Decimal: DECIMAL, datetime: DATETIME}),
         extensions=[
             lambda: ParserCache(maxsize=256),
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -4,6 +4,7 @@ credentials, validation, and the same rules over GraphQL."""
 from __future__ import annotations
 
 import asyncio
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -389,6 +390,11 @@ async def test_graphql_store_create_with_typed_inputs(client, tenant):
     assert Decimal(filters["minCost"]) == Decimal("10.50")
     assert Decimal(filters["maxCost"]) == Decimal("900")
     assert "ck_gql_1" not in response.text and "cs_gql_2" not in response.text
+    # Timestamps read as in REST: UTC, seconds, with a Z.
+    rest = (await client.get(f"/v1/stores/{created['id']}", headers=tenant.headers())).json()
+    assert created["createdAt"] == rest["data"]["created_at"]
+    assert created["updatedAt"] == rest["data"]["updated_at"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created["createdAt"])
 
     stored = await Store.get(id=created["id"])
     assert stored.account_id == tenant.account_id
