@@ -5,6 +5,7 @@ the reason when SYNCAUCTION_TEST_REDIS_URL is unset."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -139,6 +140,21 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "log_level": "WARNING",
     }
     return Settings(**{**values, **overrides})
+
+
+@pytest.fixture(autouse=True)
+def app_logs_reach_caplog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The application's loggers stop at their own handler (stderr); in tests they also pass
+    their records on to the root logger, where `caplog` sees them."""
+    from app import main
+
+    configure = main.configure_logging
+
+    def configure_and_propagate(settings: Settings) -> None:
+        configure(settings)
+        logging.getLogger("syncauction").propagate = True
+
+    monkeypatch.setattr(main, "configure_logging", configure_and_propagate)
 
 
 @pytest.fixture

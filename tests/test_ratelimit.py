@@ -4,6 +4,7 @@ and the switch that turns the limiter off."""
 
 from __future__ import annotations
 
+import logging
 import time
 import types
 import uuid
@@ -16,6 +17,7 @@ from asgi_lifespan import LifespanManager
 
 from app.accounts import service as accounts
 from app.accounts.models import Plan
+from app.auth import gateway
 from app.auth import service as keys
 from app.products.models import Product
 from app.ratelimit import RateLimiter
@@ -284,7 +286,7 @@ async def test_redis_storage_is_one_budget_for_every_limiter():
         await second.close()
 
 
-async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch):
+async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch, caplog):
     """Redis going away must not take the API down: requests pass, without limit headers."""
     from app.main import create_app
 
@@ -292,15 +294,27 @@ async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch):
         raise ConnectionError("limiter store unreachable")
 
     monkeypatch.setattr(RateLimiter, "hit", broken_hit)
+    monkeypatch.setattr(gateway, "_limiter_warning", {"at": float("-inf"), "since": 0})
     application = create_app(settings)
-    async with LifespanManager(application):
-        tenant = await make_tenant()
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            response = await client.get("/v1/products", headers=tenant.headers())
-    assert response.status_code == 200
-    assert response.json()["data"] == []
-    assert "x-ratelimit-limit" not in response.headers
+    with caplog.at_level(logging.WARNING, logger=gateway.logger.name):
+        async with LifespanManager(application):
+            tenant = await make_tenant()
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                responses = [
+                    await client.get("/v1/products", headers=tenant.headers()) for _ in range(5)
+                ]
+    for response in responses:
+        assert response.status_code == 200
+        assert response.json()["data"] == []
+        assert "x-ratelimit-limit" not in response.headers
+    # One warning with the cause, not a traceback per request.
+    [warning] = [r for r in caplog.records if r.name == gateway.logger.name]
+    assert warning.getMessage() == (
+        "rate limiter unavailable; 1 request(s) let through without a check"
+    )
+    assert warning.exc_info is not None
+    assert gateway._limiter_warning["since"] == 4
 
 
 @requires_redis

@@ -285,9 +285,24 @@ def _rate_limited(result: RateLimitResult) -> RateLimited:
     )
 
 
+# While the limiter's store is down every request fails its check: one warning (with the
+# cause) per this many seconds, counting the requests let through since the last one.
+LIMITER_WARNING_EVERY = 30.0
+_limiter_warning = {"at": float("-inf"), "since": 0}
+
+
 def _limiter_failed() -> None:
     # Fail open: an unreachable limiter store must not take the API down with it.
-    logger.warning("rate limiter unavailable; request let through", exc_info=True)
+    now = time.monotonic()
+    _limiter_warning["since"] += 1
+    if now - _limiter_warning["at"] < LIMITER_WARNING_EVERY:
+        return
+    logger.warning(
+        "rate limiter unavailable; %d request(s) let through without a check",
+        _limiter_warning["since"],
+        exc_info=True,
+    )
+    _limiter_warning.update(at=now, since=0)
 
 
 async def _settle(early: EarlyCheck) -> RateLimitResult | None:
