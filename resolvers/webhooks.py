@@ -112,6 +112,11 @@ async def webhook_endpoint_update(
         return to_type(await service.update_endpoint(actor(info), id, changes=changes))
 
 
+async def webhook_endpoint_delete(info: Info, id: ObjectId) -> types.DeletedWebhookEndpoint:
+    deleted = await service.delete_endpoint(actor(info), id)
+    return types.DeletedWebhookEndpoint(id=deleted.id, deleted=True)
+
+
 async def webhook_endpoint_rotate_secret(
     info: Info, id: ObjectId
 ) -> types.WebhookEndpointWithSecret:

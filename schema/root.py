@@ -126,6 +126,10 @@ class Mutation:
         resolver=webhook_resolvers.webhook_endpoint_update,
         description="Change an endpoint's URL, event types, description or switch.",
     )
+    webhook_endpoint_delete: types.DeletedWebhookEndpoint | None = strawberry.mutation(
+        resolver=webhook_resolvers.webhook_endpoint_delete,
+        description="Delete an endpoint with its delivery history; nothing more is sent to it.",
+    )
     webhook_endpoint_rotate_secret: types.WebhookEndpointWithSecret | None = strawberry.mutation(
         resolver=webhook_resolvers.webhook_endpoint_rotate_secret,
         description="A new secret (shown once); the previous one also signs for 24 hours.",

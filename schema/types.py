@@ -165,6 +165,12 @@ class DeletedPricingRule:
     deleted: bool = strawberry.field(description="Always true.")
 
 
+@strawberry.type(description="A webhook endpoint that was deleted.")
+class DeletedWebhookEndpoint:
+    id: strawberry.ID = strawberry.field(description="The deleted endpoint's `whk_…` id.")
+    deleted: bool = strawberry.field(description="Always true.")
+
+
 @strawberry.type(description="Relay pagination state.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow `endCursor`.")

@@ -251,6 +251,11 @@ GRAPHQL_OPERATIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "mutation($id: ID!) { webhookEndpointUpdate(id: $id, input: {active: false}) { id } }",
         {},
     ),
+    "webhookEndpointDelete": (
+        "/v1/webhooks",
+        "mutation($id: ID!) { webhookEndpointDelete(id: $id) { id deleted } }",
+        {},
+    ),
     "webhookEndpointRotateSecret": (
         "/v1/webhooks",
         "mutation($id: ID!) { webhookEndpointRotateSecret(id: $id) { secret endpoint { id } } }",

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app import runtime
+from app.auth import service as keys
 from app.events.models import Event
 from app.webhooks import delivery as sender
 from app.webhooks import service as webhooks
@@ -662,3 +663,90 @@ async def test_a_new_endpoint_is_not_sent_what_happened_before_it_existed(
     assert event.data["product_id"] == after.id
     assert event.data["product_id"] != before.id
     assert not await Event.filter(fanned_out_at=None).exists()  # both were routed
+
+
+DELETE_ENDPOINT = "mutation($id: ID!) { webhookEndpointDelete(id: $id) { id deleted } }"
+
+
+async def test_graphql_deletes_an_endpoint_with_its_history_and_frees_its_place(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def gql(query: str, key: str | None = None, **variables: Any) -> dict[str, Any]:
+        response = await client.post(
+            "/graphql",
+            json={"query": query, "variables": variables},
+            headers=tenant.headers(key),
+        )
+        assert response.status_code == 200
+        return response.json()
+
+    monkeypatch.setattr(webhooks, "MAX_ENDPOINTS", 2)
+    gone = await endpoint(client, tenant, receiver.url, ["product.created"])
+    kept = await endpoint(client, tenant, receiver.url, ["product.updated"])
+    await make_product(tenant, "555555")
+    await settle()
+    assert await WebhookDelivery.filter(endpoint_id=gone["id"]).count() == 1
+    full = await client.post(
+        "/v1/webhooks",
+        json={"url": receiver.url, "event_types": ["sync.completed"]},
+        headers=tenant.headers(),
+    )
+    assert full.status_code == 409
+    assert full.json()["error"]["code"] == "too_many_endpoints"
+
+    reader = await keys.create_key(account_id=tenant.account_id, mode="live", scopes=["read"])
+    refused = await gql(DELETE_ENDPOINT, reader.secret, id=gone["id"])
+    assert refused["errors"][0]["extensions"]["code"] == "insufficient_scope"
+    assert await WebhookEndpoint.exists(id=gone["id"])
+
+    body = await gql(DELETE_ENDPOINT, id=gone["id"])
+    assert body == {"data": {"webhookEndpointDelete": {"id": gone["id"], "deleted": True}}}
+    assert not await WebhookEndpoint.exists(id=gone["id"])
+    assert not await WebhookDelivery.filter(endpoint_id=gone["id"]).exists()
+    assert not await WebhookAttempt.filter(delivery__endpoint_id=gone["id"]).exists()
+    missing = await client.put(
+        f"/v1/webhooks/{gone['id']}", json={"active": True}, headers=tenant.headers()
+    )
+    assert missing.status_code == 404
+    listed = (await client.get("/v1/webhooks", headers=tenant.headers())).json()["data"]
+    assert [hook["id"] for hook in listed] == [kept["id"]]
+    again = await gql(DELETE_ENDPOINT, id=gone["id"])
+    assert again["errors"][0]["extensions"]["code"] == "resource_missing"
+    assert await WebhookEndpoint.exists(id=kept["id"])
+
+    received = len(receiver.received)
+    await make_product(tenant, "666666")  # product.created: only the deleted one wanted it
+    await settle()
+    assert len(receiver.received) == received
+    replacement = await endpoint(client, tenant, receiver.url, ["sync.completed"])
+    assert replacement["id"] != gone["id"]
+
+
+async def test_an_endpoint_deleted_while_its_attempt_is_on_its_way(
+    client, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt finishes and its outcome is dropped: no error, nothing left behind."""
+    hook = await endpoint(client, tenant, "https://hooks.example.com/in", ["product.created"])
+    queued: list[str] = []
+
+    async def record(delivery_id: str, *args: Any, **kwargs: Any) -> None:
+        queued.append(delivery_id)
+
+    monkeypatch.setattr(sender, "enqueue_attempt", record)
+    await make_product(tenant, "777777")
+    await sender.fan_out()
+    [delivery_id] = queued
+
+    async def post_while_deleted(url: str, body: bytes, headers: dict[str, str]) -> sender.Answer:
+        response = await client.post(
+            "/graphql",
+            json={"query": DELETE_ENDPOINT, "variables": {"id": hook["id"]}},
+            headers=tenant.headers(),
+        )
+        assert response.json()["data"]["webhookEndpointDelete"]["deleted"] is True
+        return sender.Answer(200, 12, "ok")
+
+    monkeypatch.setattr(sender, "post", post_while_deleted)
+    assert await sender.attempt(delivery_id) is None
+    assert not await WebhookDelivery.exists(id=delivery_id)
+    assert not await WebhookAttempt.filter(delivery_id=delivery_id).exists()

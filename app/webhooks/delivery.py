@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import orjson
 from tortoise import fields
+from tortoise.exceptions import IntegrityError
 
 from app import jobs, sqltext
 from app.connectors.http import read_retry_after
@@ -539,35 +540,40 @@ async def _attempt(delivery_id: str) -> str | None:
             disable_reason = f"Every attempt of {len(SCHEDULE)} failed."
         else:
             next_attempt_at = datetime.now(UTC) + timedelta(seconds=delay)
-    async with atomic() as tx:
-        # Written only while the lease is still ours: an attempt that outlived it (a paused
-        # process) must not overwrite what the worker that took over has done since.
-        owned = await sqltext.execute(
-            tx.connection,
-            _OUTCOME,
-            attempts,
-            status.value,
-            answer.status_code,
-            answer.error,
-            delivered_at,
-            next_attempt_at,
-            datetime.now(UTC),
-            delivery_id,
-            lease_until,
-        )
-        await sqltext.execute(
-            tx.connection,
-            _LOG,
-            delivery_id,
-            attempts,
-            answer.status_code,
-            answer.error if owned else f"{answer.error or ''} (lease lost)".strip(),
-            answer.duration_ms,
-            answer.excerpt,
-            datetime.now(UTC),
-        )
-        if owned and disable_reason is not None:
-            await _disable(claimed, disable_reason, tx)
+    try:
+        async with atomic() as tx:
+            # Written only while the lease is still ours: an attempt that outlived it (a paused
+            # process) must not overwrite what the worker that took over has done since.
+            owned = await sqltext.execute(
+                tx.connection,
+                _OUTCOME,
+                attempts,
+                status.value,
+                answer.status_code,
+                answer.error,
+                delivered_at,
+                next_attempt_at,
+                datetime.now(UTC),
+                delivery_id,
+                lease_until,
+            )
+            await sqltext.execute(
+                tx.connection,
+                _LOG,
+                delivery_id,
+                attempts,
+                answer.status_code,
+                answer.error if owned else f"{answer.error or ''} (lease lost)".strip(),
+                answer.duration_ms,
+                answer.excerpt,
+                datetime.now(UTC),
+            )
+            if owned and disable_reason is not None:
+                await _disable(claimed, disable_reason, tx)
+    except IntegrityError:
+        if await WebhookDelivery.exists(id=delivery_id):
+            raise
+        return None  # deleted with its endpoint while the request was on its way
     if not owned:
         logger.warning("webhook delivery %s: attempt outlived its lease", delivery_id)
         return None

@@ -18,6 +18,7 @@ from pydantic import (
 
 from app import runtime
 from app.auth.principal import Principal
+from app.deletion import Deleted
 from app.errors import Conflict, InvalidInput
 from app.events.types import EventType
 from app.ids import new_id
@@ -151,6 +152,15 @@ async def update_endpoint(
             endpoint.disabled_reason = None
     await endpoint.save()
     return endpoint
+
+
+async def delete_endpoint(actor: Principal, endpoint_id: str) -> Deleted:
+    """Delete an endpoint for good, with its deliveries and their attempts: nothing more is
+    sent to it (an attempt already on its way finishes, and its outcome is dropped)."""
+    actor.require("webhooks:write")
+    endpoint = await get_owned(WebhookEndpoint, actor, endpoint_id, prefix="whk", noun="webhook")
+    await endpoint.delete()
+    return Deleted(id=endpoint.id, object="webhook_endpoint")
 
 
 async def rotate_secret(actor: Principal, endpoint_id: str) -> CreatedEndpoint:
