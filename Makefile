@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make run HOST=0.0.0.0 PORT=9000` (or SYNCAUCTION_HOST / SYNCAUCTION_PORT) to serve elsewhere.
 run: install
-	$(VENV)/bin/syncauction serve
+	$(VENV)/bin/syncauction serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
 test: install
 	$(PY) -m pytest -q

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
+from tortoise.exceptions import DBConnectionError
 
 from app import db, runtime
 from app.config import Settings, get_settings
@@ -67,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
-    if args.port:
+    if args.port is not None:
         overrides["port"] = args.port
     try:
         settings = get_settings(**overrides)
@@ -109,6 +111,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         worker = Worker(**worker_settings(settings), burst=args.burst)
         try:
             await worker.async_run()
+        except asyncio.CancelledError:
+            pass  # SIGTERM or SIGINT: arq stops by cancelling its main task; a clean exit
         finally:
             await worker.close()
 
@@ -471,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, DomainError) as exc:
         message = exc.message if isinstance(exc, DomainError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
+        return 1
+    except (OSError, DBConnectionError, RedisError) as exc:
+        # The database or Redis cannot be reached: say which and why, not a traceback.
+        print(f"error: cannot connect: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DATABASE_SCHEMES = ("sqlite://", "postgres://", "postgresql://", "asyncpg://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class Settings(BaseSettings):
@@ -31,12 +33,12 @@ class Settings(BaseSettings):
     secret_key: str = DEFAULT_SECRET_KEY
     allow_private_webhook_targets: bool = False
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     public_url: str | None = None
     rate_limit_enabled: bool = True
     unauthenticated_rate_limit: int = Field(default=60, ge=1, description="Requests/min per IP.")
     max_body_bytes: int = 1024 * 1024
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_json: bool = True
     auto_migrate: bool | None = Field(
         default=None, description="Migrate at start-up; default: only in embedded mode."
@@ -61,6 +63,46 @@ class Settings(BaseSettings):
         le=3650,
         description="Days events, webhook deliveries and their attempt logs are kept.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    # The messages never repeat the URL: it may hold a password.
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(
+                "must start with sqlite://, postgres:// or postgresql:// (the URL is not shown: "
+                "it may hold a password)"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                "must start with redis://, rediss:// or unix:// (the URL is not shown: it may "
+                "hold a password)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_demo_outside_development(self) -> Settings:
+        if self.env != "development" and self.demo:
+            raise ValueError(
+                "SYNCAUCTION_DEMO is for development: the demo shop lists simulated stores and "
+                "keeps its keys in a file"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.exceptions import OperationalError
 
 MODEL_MODULES = [
     "app.accounts.models",
@@ -57,17 +59,51 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 TORTOISE_ORM = tortoise_config("sqlite://:memory:")
 
 
+def _sqlite_directory(database_url: str) -> None:
+    """Create a SQLite file's directory: a file that cannot be opened leaves Tortoise's
+    connection lock taken, and the next query waits on it for ever."""
+    if not database_url.startswith("sqlite://"):
+        return
+    path = database_url.removeprefix("sqlite://").partition("?")[0]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
 async def migrate(database_url: str) -> None:
     """Apply every pending migration, then leave the ORM closed."""
     from tortoise.migrations.api import migrate as run_migrations
 
+    _sqlite_directory(database_url)
     try:
         await run_migrations(config=tortoise_config(database_url))
     finally:
         await close_orm()
 
 
+def known_migrations() -> list[str]:
+    """The migrations this release ships (`migrations/`), in order."""
+    import migrations
+
+    return sorted(path.stem for path in Path(migrations.__file__).parent.glob("[0-9]*.py"))
+
+
+async def pending_migrations() -> list[str]:
+    """The shipped migrations the connected database has not applied (all of them when it was
+    never migrated). The ORM must be initialised."""
+    from tortoise import connections
+
+    try:
+        _, rows = await connections.get("default").execute_query(
+            "SELECT name FROM tortoise_migrations WHERE app = 'models'"
+        )
+    except OperationalError:  # no migration table: a database never migrated
+        rows = []
+    applied = {row["name"] for row in rows}
+    return [name for name in known_migrations() if name not in applied]
+
+
 async def init_orm(database_url: str) -> None:
+    _sqlite_directory(database_url)
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
+
 
 def _script() -> str:
     beside = Path(sys.executable).with_name("syncauction")
@@ -270,6 +272,45 @@ def test_configuration_errors_are_reported_without_a_traceback(tmp_path: Path):
     staging = cli_env(tmp_path, SYNCAUCTION_ENV="staging")
     message = fails(tmp_path, "accounts", "list", env=staging)
     assert "invalid configuration: SYNCAUCTION_ENV: Input should be 'development' or" in message
+
+
+def test_bad_settings_name_their_variable_and_never_show_a_url(tmp_path: Path):
+    def message(**variables: str) -> str:
+        return fails(tmp_path, "accounts", "list", env=cli_env(tmp_path, **variables))
+
+    typo = message(SYNCAUCTION_REDIS_URL="reddis://:topsecretpw@127.0.0.1:6379/0")
+    assert typo.startswith("error: invalid configuration: SYNCAUCTION_REDIS_URL: must start with")
+    assert "topsecretpw" not in typo
+    garbage = message(SYNCAUCTION_DATABASE_URL="postgress://app:hunter2@db/app")
+    assert "SYNCAUCTION_DATABASE_URL: must start with sqlite://" in garbage
+    assert "hunter2" not in garbage
+    assert "SYNCAUCTION_PORT: Input should be less than or equal to 65535" in message(
+        SYNCAUCTION_PORT="70000"
+    )
+    assert "SYNCAUCTION_LOG_LEVEL: Input should be 'DEBUG'" in message(SYNCAUCTION_LOG_LEVEL="x")
+    production_demo = message(
+        SYNCAUCTION_ENV="production", SYNCAUCTION_SECRET_KEY="s" * 48, SYNCAUCTION_DEMO="true"
+    )
+    assert "SYNCAUCTION_DEMO is for development" in production_demo
+    unreachable = message(SYNCAUCTION_DATABASE_URL="postgres://postgres:pw@127.0.0.1:1/x")
+    assert unreachable.startswith("error: cannot connect: ConnectionRefusedError")
+    assert "Traceback" not in unreachable
+
+
+def test_settings_read_an_empty_url_as_unset_and_a_level_in_any_case(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path, redis_url="", database_url=" ", log_level="debug")
+    assert settings.redis_url is None and settings.embedded
+    assert settings.should_migrate_at_startup  # embedded: migrates at start-up
+    assert settings.database_url is None
+    assert settings.log_level == "DEBUG"
+
+
+def test_a_sqlite_file_in_a_new_directory_is_created(tmp_path: Path):
+    database = tmp_path / "not" / "yet" / "there.sqlite3"
+    env = cli_env(tmp_path, SYNCAUCTION_DATABASE_URL=f"sqlite://{database}")
+    result = run(tmp_path, "migrate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert database.is_file()
 
 
 def test_simulate_auction_house_serves_the_lot_feed(tmp_path: Path):
