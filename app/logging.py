@@ -18,12 +18,15 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def _timestamp(record: logging.LogRecord) -> str:
+    moment = datetime.fromtimestamp(record.created, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": _timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -49,11 +52,20 @@ _CONTROL = {
 
 
 class TextFormatter(logging.Formatter):
+    """One line per record: time (UTC), level, logger, the request id when there is one, and
+    the message: `2026-11-28T05:44:28.123Z INFO syncauction.http req_…: GET /v1/products 200`."""
+
     def __init__(self) -> None:
-        super().__init__("%(levelname)s %(name)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _timestamp(record)
 
     def formatMessage(self, record: logging.LogRecord) -> str:
-        return super().formatMessage(record).translate(_CONTROL)
+        request_id = request_id_var.get()
+        where = f" {request_id}" if request_id else ""
+        line = f"{record.asctime} {record.levelname} {record.name}{where}: {record.message}"
+        return line.translate(_CONTROL)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -63,6 +75,14 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     root.propagate = False
+    # The libraries' own records go out the same way: arq's warnings and job failures (its
+    # per-job INFO lines would double every job), and uvicorn's errors (a port in use, a
+    # failed start-up), so that a JSON log stays JSON.
+    for name, level in (("arq", logging.WARNING), ("uvicorn.error", logging.WARNING)):
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.setLevel(max(level, root.level))
+        library.propagate = False
     # httpx logs every request URL at INFO; store query-string auth carries secrets there.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -4,6 +4,7 @@ database, the event bus, the job queue and the rate limiter."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -46,6 +47,9 @@ from rest_compat.table import Route as TableRoute
 from schema.root import MAX_TOKENS, build_schema, format_error
 
 logger = logging.getLogger("syncauction")
+
+# Seconds /readyz waits for the database and for Redis before calling either unavailable.
+READY_TIMEOUT = 2.0
 
 
 def _json(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -236,6 +240,14 @@ def create_app(
             app.state.demo = demo
             synced = await _first_demo_sync(demo)
             _print_banner(settings, demo, synced)
+        pending = await db.pending_migrations()
+        if pending:
+            logger.error(
+                "the database lacks %d migration(s) (%s): run `syncauction migrate`; until "
+                "then /readyz answers 503 and requests fail",
+                len(pending),
+                ", ".join(pending),
+            )
         logger.info("started", extra={"mode": "embedded" if settings.embedded else "distributed"})
         try:
             yield
@@ -260,17 +272,27 @@ def create_app(
     async def readyz(request: Request) -> Response:
         checks: dict[str, str] = {}
         try:
-            await connections.get("default").execute_query("SELECT 1")
+            async with asyncio.timeout(READY_TIMEOUT):
+                await connections.get("default").execute_query("SELECT 1")
+                pending = await db.pending_migrations()
             checks["database"] = "ok"
+            checks["migrations"] = (
+                f"pending: {', '.join(pending)} (run `syncauction migrate`)" if pending else "ok"
+            )
         except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         if settings.redis_url:
             try:
                 from redis.asyncio import Redis
 
-                client = Redis.from_url(settings.redis_url, socket_connect_timeout=2)
+                client = Redis.from_url(
+                    settings.redis_url,
+                    socket_connect_timeout=READY_TIMEOUT,
+                    socket_timeout=READY_TIMEOUT,
+                )
                 try:
-                    await client.ping()
+                    async with asyncio.timeout(READY_TIMEOUT):
+                        await client.ping()
                 finally:
                     await client.aclose()
                 checks["redis"] = "ok"

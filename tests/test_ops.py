@@ -3,7 +3,9 @@ behaviour of both APIs (request ids, JSON 404/405)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,7 +39,7 @@ async def test_readyz_checks_the_database(client):
     response = await client.get("/readyz")
     assert response.status_code == 200
     # Embedded mode (no redis_url): there is no Redis to check.
-    assert response.json() == {"status": "ready", "checks": {"database": "ok"}}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
 
 
 async def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
@@ -55,6 +57,65 @@ async def test_readyz_is_503_when_the_database_fails(client, monkeypatch):
     }
 
 
+async def test_readyz_gives_up_on_a_database_that_does_not_answer(client, monkeypatch):
+    from app import main
+
+    connection = connections.get("default")
+
+    async def hang(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(main, "READY_TIMEOUT", 0.1)
+    monkeypatch.setattr(connection, "execute_query", hang)
+    started = time.perf_counter()
+    response = await client.get("/readyz")
+    assert time.perf_counter() - started < 5
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"database": "error: TimeoutError"}
+
+
+async def test_readyz_names_migrations_the_database_lacks(client, monkeypatch):
+    from app import db
+
+    shipped = db.known_migrations()
+    monkeypatch.setattr(db, "known_migrations", lambda: [*shipped, "0099_next_release"])
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {
+            "database": "ok",
+            "migrations": "pending: 0099_next_release (run `syncauction migrate`)",
+        },
+    }
+
+
+async def test_an_unmigrated_database_is_not_ready_and_says_why(tmp_path, caplog):
+    """Production does not migrate at start-up: a release started before `syncauction migrate`
+    says so at start-up and on /readyz, instead of looking ready and failing every request."""
+    import logging
+
+    from app import db
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(f"sqlite://{tmp_path / 'empty.sqlite3'}", tmp_path / "data")
+    application = create_app(settings)
+    with caplog.at_level(logging.ERROR, logger="syncauction"):
+        async with LifespanManager(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                response = await c.get("/readyz")
+    assert response.status_code == 503
+    every = ", ".join(db.known_migrations())
+    assert response.json()["checks"] == {
+        "database": "ok",
+        "migrations": f"pending: {every} (run `syncauction migrate`)",
+    }
+    [logged] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert logged.startswith(f"the database lacks {len(db.known_migrations())} migration(s)")
+
+
 async def test_readyz_is_503_when_redis_is_unreachable(client, settings, monkeypatch):
     """Redis going away after start-up. (Starting with an unreachable Redis cannot be tested
     through the app: the lifespan connects the job queue and the event bus, and fails first.)
@@ -65,7 +126,7 @@ async def test_readyz_is_503_when_redis_is_unreachable(client, settings, monkeyp
     assert response.status_code == 503
     assert response.json() == {
         "status": "unavailable",
-        "checks": {"database": "ok", "redis": "error: ConnectionError"},
+        "checks": {"database": "ok", "migrations": "ok", "redis": "error: ConnectionError"},
     }
 
 
@@ -86,7 +147,10 @@ async def redis_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def test_readyz_checks_redis_when_configured(redis_client):
     response = await redis_client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"database": "ok", "redis": "ok"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "redis": "ok"},
+    }
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -211,15 +275,28 @@ def test_text_logs_escape_control_characters_a_client_sent():
     """`%00` and `%0a` in a path arrive decoded: a text log line must stay one line."""
     import logging
 
-    from app.logging import TextFormatter
+    from app.logging import TextFormatter, request_id_var
 
     record = logging.LogRecord(
         "syncauction.http", logging.INFO, __file__, 1, "%s %s %s", None, None
     )
     record.args = ("GET", "/v1/stores/\x00\nERROR syncauction: forged\u2028\x85", 404)
-    line = TextFormatter().format(record)
+    record.created = 1795844668.25  # 2026-11-28T05:44:28.250Z
+    token = request_id_var.set("req_0123456789abcdef01234567")
+    try:
+        line = TextFormatter().format(record)
+    finally:
+        request_id_var.reset(token)
     assert line == (
-        "INFO syncauction.http: GET /v1/stores/\\x00\\x0aERROR syncauction: forged\\u2028\\x85 404"
+        "2026-11-28T05:44:28.250Z INFO syncauction.http req_0123456789abcdef01234567: "
+        "GET /v1/stores/\\x00\\x0aERROR syncauction: forged\\u2028\\x85 404"
+    )
+    assert (
+        TextFormatter()
+        .format(record)
+        .startswith(
+            "2026-11-28T05:44:28.250Z INFO syncauction.http: GET"  # outside a request: no id
+        )
     )
 
 
@@ -434,3 +511,46 @@ async def test_docs_serve_swagger_ui_locally(client):
         assert static.status_code == 200, asset
         assert len(static.content) > 1000
     assert "SwaggerUIBundle" in (await client.get("/docs/static/swagger-ui-bundle.js")).text
+
+
+async def test_every_log_line_of_a_request_has_its_id_and_the_duration_counts_auth(
+    client, tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Authentication runs before the handler: its log lines carry the request's id too, and
+    the access line's duration includes it."""
+    import asyncio
+    import logging
+
+    from app.auth import gateway
+    from app.logging import request_id_var
+
+    seen: list[tuple[str, str | None, Any]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append((record.getMessage(), request_id_var.get(), record.__dict__))
+
+    async def database_gone(token: str) -> Any:
+        await asyncio.sleep(0.05)
+        raise ConnectionError("the database is unreachable")
+
+    monkeypatch.setattr(gateway, "authenticate_api_key", database_gone)
+    capture = Capture()
+    logger = logging.getLogger("syncauction")
+    level = logger.level
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    try:
+        response = await client.get(
+            "/v1/products", headers={**tenant.headers(), "X-Request-Id": "trace-abc-123"}
+        )
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+    assert response.status_code == 503
+    assert response.headers["x-request-id"] == "trace-abc-123"
+    failure = [entry for entry in seen if entry[0] == "authentication backend unavailable"]
+    assert [request_id for _, request_id, _ in failure] == ["trace-abc-123"]
+    [access] = [fields for message, _, fields in seen if message == "GET /v1/products 503"]
+    assert access["duration_ms"] >= 50
+    assert request_id_var.get() is None  # reset once the request is over

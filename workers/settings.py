@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from arq import cron
@@ -17,6 +18,8 @@ from app.jobs import ArqQueue
 from app.logging import configure_logging
 from app.webhooks.delivery import close_client as close_webhook_client
 from workers.registry import JOB_KEEP_RESULT, JOB_TIMEOUTS, JOBS, PERIODIC
+
+logger = logging.getLogger("syncauction.worker")
 
 
 def _cron_schedule(every_seconds: int) -> dict[str, set[int] | None]:
@@ -35,9 +38,25 @@ async def startup(ctx: dict[str, Any]) -> None:
     await rt.bus.start()
     set_bus(rt.bus)
     rt.jobs = ArqQueue(ctx["redis"])
+    pending = await db.pending_migrations()
+    if pending:
+        logger.error(
+            "the database lacks %d migration(s) (%s): run `syncauction migrate`; until then "
+            "jobs fail",
+            len(pending),
+            ", ".join(pending),
+        )
+    logger.info("worker started")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    try:
+        await _shutdown(ctx)
+    finally:
+        logger.info("worker stopped")
+
+
+async def _shutdown(ctx: dict[str, Any]) -> None:
     rt = runtime.current()
     with contextlib.suppress(Exception):  # unmarked events are published again later
         await flush_published_marks()

@@ -73,11 +73,35 @@ class ApiGateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
         headers = _headers(scope)
+        incoming = headers.get("x-request-id")
+        request_id = (
+            incoming
+            if incoming and _REQUEST_ID_RE.match(incoming)
+            else f"req_{secrets.token_hex(12)}"
+        )
+        # Set before authentication and the rate-limit check, so that their log lines carry
+        # the request's id and its duration counts them.
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            await self._gate(scope, receive, send, headers, request_id, started)
+        finally:
+            request_id_var.reset(token)
+
+    async def _gate(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        headers: dict[str, str],
+        request_id: str,
+        started: float,
+    ) -> None:
+        path: str = scope["path"]
         is_graphql = path == "/graphql" or path.startswith("/graphql/")
         if not (is_graphql or path == "/v1" or path.startswith("/v1/")):
-            await self._with_request_id(scope, receive, send, headers, [])
+            await self._with_request_id(scope, receive, send, request_id, started, [])
             return
 
         extra_headers: list[tuple[bytes, bytes]] = []
@@ -152,7 +176,8 @@ class ApiGateway:
                 scope,
                 receive,
                 send,
-                headers,
+                request_id,
+                started,
                 extra_headers,
                 error=error,
                 graphql=is_graphql,
@@ -160,7 +185,14 @@ class ApiGateway:
             )
             return
         await self._with_request_id(
-            scope, receive, send, headers, extra_headers, graphql=is_graphql, early=early
+            scope,
+            receive,
+            send,
+            request_id,
+            started,
+            extra_headers,
+            graphql=is_graphql,
+            early=early,
         )
 
     async def _authenticate(self, authorization: str | None):  # type: ignore[no-untyped-def]
@@ -180,23 +212,16 @@ class ApiGateway:
         scope: Scope,
         receive: Any,
         send: Any,
-        headers: dict[str, str],
+        request_id: str,
+        started: float,
         extra_headers: list[tuple[bytes, bytes]],
         *,
         error: DomainError | None = None,
         graphql: bool = False,
         early: EarlyCheck | None = None,
     ) -> None:
-        incoming = headers.get("x-request-id")
-        request_id = (
-            incoming
-            if incoming and _REQUEST_ID_RE.match(incoming)
-            else f"req_{secrets.token_hex(12)}"
-        )
-        token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         extra_headers = [*extra_headers, (b"x-request-id", request_id.encode())]
-        started = time.perf_counter()
         status_holder = {"status": 500, "started": False}
 
         async def forward(message: dict[str, Any]) -> None:
@@ -274,7 +299,6 @@ class ApiGateway:
                         "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
-            request_id_var.reset(token)
 
 
 def _rate_limited(result: RateLimitResult) -> RateLimited:

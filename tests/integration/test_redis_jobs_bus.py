@@ -391,3 +391,42 @@ async def test_a_delivery_whose_job_died_with_its_worker_is_queued_again(
         [attempt] = await WebhookAttempt.filter(delivery_id=delivery.id)
         assert attempt.status_code is None
         assert attempt.error
+
+
+@requires_redis
+def test_worker_command_stops_cleanly_on_sigterm(tmp_path: Path):
+    """A deployment stops workers with SIGTERM on every release: that is a clean exit (0), not
+    a failure with a traceback."""
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCAUCTION_")}
+    env.update(
+        SYNCAUCTION_DATA_DIR=str(tmp_path / "data"),
+        SYNCAUCTION_REDIS_URL=TEST_REDIS_URL,
+    )
+    command = Path(sys.executable).parent / "syncauction"
+    migrated = subprocess.run(
+        [str(command), "migrate"], env=env, cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(command), "worker"], env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while b'"worker started"' not in log.read_bytes():
+                assert worker.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    logged = log.read_text()
+    assert "Traceback" not in logged
+    assert '"worker stopped"' in logged
