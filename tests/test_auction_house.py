@@ -16,6 +16,7 @@ from app.connectors.auction_house import AuctionHouseClient, Lot, Page, catalog_
 from app.connectors.auction_house.catalog import SERIES, SERIES_BY_NAME, lot_to_json, make_title
 from app.connectors.auction_house.simulator import create_simulator
 from app.errors import UpstreamError
+from tests.conftest import TEST_REDIS_URL, requires_redis
 
 SEED = 42
 SIZE = 750
@@ -325,3 +326,49 @@ async def test_retry_after_is_capped(
     client = make_client(http, sleep, backoff_cap=30.0)
     await client.fetch_page(1)
     assert sleep.delays == [30.0]
+
+
+@requires_redis
+async def test_processes_share_the_simulated_catalogs_generation_over_redis(tmp_path) -> None:
+    """Distributed mode: the API process takes `POST …/_admin/advance`, a worker's simulator
+    serves the sync. Both follow the generation kept in Redis, so the worker sees the lots the
+    advance sold, repriced and added."""
+    from redis.asyncio import Redis
+
+    from app.config import Settings
+    from app.connectors.simulated import AUCTION_HOUSE_TOKEN, Simulators, asgi_client
+
+    settings = Settings(
+        data_dir=tmp_path,
+        redis_url=TEST_REDIS_URL,
+        simulator_seed=987_654,  # a key of its own
+        simulator_catalog_size=40,
+        demo=False,
+    )
+    api, worker = Simulators(settings), Simulators(settings)
+    key = api.auction_house.state.shared.key
+    auth = {"Authorization": f"Bearer {AUCTION_HOUSE_TOKEN}"}
+    async with Redis.from_url(TEST_REDIS_URL) as redis:
+        await redis.delete(key)
+        try:
+            async with (
+                asgi_client(api.auction_house) as to_api,
+                asgi_client(worker.auction_house) as to_worker,
+            ):
+                before = await to_worker.get("http://sim/v1/lots?page_size=500", headers=auth)
+                assert before.json()["generation"] == 0
+                advanced = await to_api.post("http://sim/v1/_admin/advance", headers=auth)
+                assert advanced.json()["generation"] == 1
+                assert int(await redis.get(key)) == 1
+
+                seen = await to_worker.get("http://sim/v1/lots?page_size=500", headers=auth)
+                changes = await to_worker.get(
+                    "http://sim/v1/lots?page_size=500&changed_since=0", headers=auth
+                )
+                on_api = await to_api.get("http://sim/v1/lots?page_size=500", headers=auth)
+        finally:
+            await redis.delete(key)
+    assert seen.json()["generation"] == 1
+    assert seen.json()["lots"] == on_api.json()["lots"]
+    assert seen.json()["lots"] != before.json()["lots"]
+    assert changes.json()["total"] > 0

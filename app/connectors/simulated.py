@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from starlette.types import ASGIApp
 
 from app.config import Settings
@@ -20,13 +21,41 @@ AUCTION_HOUSE_TOKEN = "simulated-auction-house"
 AUCTION_HOUSE_URL = "http://auction-house.simulated"
 
 
+class RedisGeneration:
+    """The simulated catalog's generation in Redis (distributed mode), so that an advance sent
+    to one API process reaches the workers' simulators, which serve their syncs."""
+
+    def __init__(self, redis_url: str, *, seed: int, size: int, featured: bool) -> None:
+        self.redis_url = redis_url
+        self.key = f"syncauction:simulator:auction-house:{seed}:{size}:{int(featured)}"
+
+    async def current(self) -> int:
+        async with Redis.from_url(self.redis_url) as redis:
+            return int(await redis.get(self.key) or 0)
+
+    async def advance(self) -> int:
+        async with Redis.from_url(self.redis_url) as redis:
+            return int(await redis.incr(self.key))
+
+
 class Simulators:
     def __init__(self, settings: Settings) -> None:
+        featured = settings.should_create_demo
         self.auction_house = auction_house_simulator(
             seed=settings.simulator_seed,
             size=settings.simulator_catalog_size,
             token=AUCTION_HOUSE_TOKEN,
-            featured=settings.should_create_demo,
+            featured=featured,
+            shared=(
+                RedisGeneration(
+                    settings.redis_url,
+                    seed=settings.simulator_seed,
+                    size=settings.simulator_catalog_size,
+                    featured=featured,
+                )
+                if settings.redis_url
+                else None
+            ),
         )
         self._shops: dict[str, ASGIApp] = {}
         self._fresh: set[str] = set()

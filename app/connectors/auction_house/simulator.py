@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,6 +57,12 @@ class SimulatorState:
         for ha_lot, lot in before.items():  # sold last generation, now gone
             self.changed.pop(ha_lot, None)
             self.gone[ha_lot] = (self.generation, replace(lot, available=False))
+
+    def catch_up(self, generation: int) -> None:
+        """Advance to `generation` (a catalog is the same for the same seed, size and number
+        of steps, so processes that share the count serve the same lots)."""
+        while self.generation < generation:
+            self.advance()
 
     def changes_since(self, generation: int) -> list[Lot]:
         """Lots that arrived, changed or sold after `generation`, and the lots that left the
@@ -113,6 +120,9 @@ async def list_lots(request: Request) -> Response:
         return _error(400, "parameter_invalid", f"page >= 1 and 1 <= page_size <= {MAX_PAGE_SIZE}.")
 
     state: SimulatorState = request.app.state.catalog
+    shared: SharedGeneration | None = request.app.state.shared
+    if shared is not None:
+        state.catch_up(await shared.current())
     lots = state.lots
     since: int | None = None
     if "changed_since" in request.query_params:
@@ -152,15 +162,35 @@ async def advance(request: Request) -> Response:
     if not _authorized(request):
         return _error(401, "invalid_token", "Missing or invalid bearer token.")
     state: SimulatorState = request.app.state.catalog
-    state.advance()
+    shared: SharedGeneration | None = request.app.state.shared
+    if shared is None:
+        state.advance()
+    else:
+        state.catch_up(await shared.advance())
     return JSONResponse({"generation": state.generation, "total": len(state.lots)})
 
 
+class SharedGeneration(Protocol):
+    """The catalog's generation, kept where several processes' simulators read it."""
+
+    async def current(self) -> int: ...
+
+    async def advance(self) -> int:
+        """One generation more, for every process; returns the new one."""
+        ...
+
+
 def create_simulator(
-    *, seed: int = 1, size: int = 1_000, token: str = "sim-token", featured: bool = False
+    *,
+    seed: int = 1,
+    size: int = 1_000,
+    token: str = "sim-token",
+    featured: bool = False,
+    shared: SharedGeneration | None = None,
 ) -> Starlette:
     """A Starlette app serving the catalog for `seed` and `size`, starting at generation 0;
-    with `featured`, the developer page's example coins open the catalog."""
+    with `featured`, the developer page's example coins open the catalog. With `shared`, the
+    generation is the shared one: an advance through any process reaches them all."""
     app = Starlette(
         routes=[
             Route("/v1/lots", list_lots, methods=["GET"]),
@@ -169,6 +199,7 @@ def create_simulator(
     )
     app.state.token = token
     app.state.faults = Faults()
+    app.state.shared = shared
     fixed = featured_lots() if featured else []
     app.state.catalog = SimulatorState(
         seed=seed, size=size, lots=fixed + generate_catalog(seed, size), featured=len(fixed)
