@@ -41,7 +41,7 @@ async def ensure_public_url(url: str, *, param: str = "url") -> list[str] | None
         return None
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise _refused(param, "must use https (credentials would travel in clear)")
+        raise _refused(param, "must use https (what is sent there must not travel in clear)")
     host = parts.hostname or ""
     try:
         literal = ipaddress.ip_address(host)
