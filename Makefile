@@ -13,9 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# `make run HOST=0.0.0.0 PORT=9000` (or SYNCAUCTION_HOST / SYNCAUCTION_PORT) to serve elsewhere.
+# `make run HOST=0.0.0.0 PORT=9000` (or SYNCAUCTION_HOST / SYNCAUCTION_PORT) to serve elsewhere;
+# only values given on make's command line count (a shell's own HOST or PORT does not).
 run: install
-	$(VENV)/bin/syncauction serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+	$(VENV)/bin/syncauction serve \
+	  $(if $(filter command line,$(origin HOST)),--host $(HOST)) \
+	  $(if $(filter command line,$(origin PORT)),--port $(PORT))
 
 test: install
 	$(PY) -m pytest -q

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -96,6 +97,9 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
 
+WORKER_STOP_WAIT = 20  # seconds, as `serve` gives requests in flight
+
+
 def cmd_worker(args: argparse.Namespace) -> None:
     settings = _settings()
     if not settings.redis_url:
@@ -108,12 +112,20 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from workers.settings import worker_settings
 
     async def run() -> None:
-        worker = Worker(**worker_settings(settings), burst=args.burst)
+        # On SIGTERM/SIGINT running jobs get WORKER_STOP_WAIT seconds to finish, then are
+        # cancelled (their rows stay due: the sweepers queue them again).
+        worker = Worker(
+            **worker_settings(settings), burst=args.burst, job_completion_wait=WORKER_STOP_WAIT
+        )
         try:
             await worker.async_run()
         except asyncio.CancelledError:
-            pass  # SIGTERM or SIGINT: arq stops by cancelling its main task; a clean exit
+            pass  # the signal: arq stops by cancelling its main task; a clean exit
         finally:
+            # arq's close() gathers the job tasks without return_exceptions: one the signal
+            # cancelled would abort it before the shutdown hook runs. Settle them first.
+            await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+            worker.tasks.clear()
             await worker.close()
 
     asyncio.run(run())
@@ -476,7 +488,15 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.message if isinstance(exc, DomainError) else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 1
-    except (OSError, DBConnectionError, RedisError) as exc:
+    except (
+        ConnectionRefusedError,
+        ConnectionResetError,
+        ConnectionAbortedError,
+        TimeoutError,
+        socket.gaierror,
+        DBConnectionError,
+        RedisError,
+    ) as exc:
         # The database or Redis cannot be reached: say which and why, not a traceback.
         print(f"error: cannot connect: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -67,7 +67,10 @@ class Settings(BaseSettings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _level_in_any_case(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level, level)  # logging's aliases
 
     @field_validator("database_url", "redis_url", mode="before")
     @classmethod
@@ -78,17 +81,17 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(DATABASE_SCHEMES):
+        if value is not None and not value.lower().startswith(DATABASE_SCHEMES):
             raise ValueError(
-                "must start with sqlite://, postgres:// or postgresql:// (the URL is not shown: "
-                "it may hold a password)"
+                "must start with sqlite://, postgres://, postgresql:// or asyncpg:// (the URL "
+                "is not shown: it may hold a password)"
             )
         return value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(REDIS_SCHEMES):
+        if value is not None and not value.lower().startswith(REDIS_SCHEMES):
             raise ValueError(
                 "must start with redis://, rediss:// or unix:// (the URL is not shown: it may "
                 "hold a password)"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
-from tortoise.exceptions import OperationalError
 
 MODEL_MODULES = [
     "app.accounts.models",
@@ -80,6 +82,7 @@ async def migrate(database_url: str) -> None:
         await close_orm()
 
 
+@functools.cache
 def known_migrations() -> list[str]:
     """The migrations this release ships (`migrations/`), in order."""
     import migrations
@@ -87,19 +90,48 @@ def known_migrations() -> list[str]:
     return sorted(path.stem for path in Path(migrations.__file__).parent.glob("[0-9]*.py"))
 
 
+_MIGRATION_TABLE_EXISTS = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tortoise_migrations'",
+    "postgres": "SELECT 1 FROM information_schema.tables"
+    " WHERE table_schema = current_schema() AND table_name = 'tortoise_migrations'",
+}
+
+
 async def pending_migrations() -> list[str]:
     """The shipped migrations the connected database has not applied (all of them when it was
     never migrated). The ORM must be initialised."""
     from tortoise import connections
 
-    try:
-        _, rows = await connections.get("default").execute_query(
+    connection = connections.get("default")
+    dialect = connection.capabilities.dialect
+    _, found = await connection.execute_query(_MIGRATION_TABLE_EXISTS[dialect])
+    applied: set[str] = set()
+    if found:
+        _, rows = await connection.execute_query(
             "SELECT name FROM tortoise_migrations WHERE app = 'models'"
         )
-    except OperationalError:  # no migration table: a database never migrated
-        rows = []
-    applied = {row["name"] for row in rows}
+        applied = {row["name"] for row in rows}
     return [name for name in known_migrations() if name not in applied]
+
+
+async def report_pending_migrations(logger: logging.Logger, consequence: str) -> None:
+    """At start-up, log an error if the database lacks migrations. Best effort: a database
+    that is not up yet is for /readyz to report, not a reason to fail the start."""
+    try:
+        async with asyncio.timeout(5):
+            pending = await pending_migrations()
+    except Exception as exc:
+        logger.warning(
+            "could not check the database's migrations at start-up: %s", type(exc).__name__
+        )
+        return
+    if pending:
+        logger.error(
+            "the database lacks %d migration(s) (%s): run `syncauction migrate`; %s",
+            len(pending),
+            ", ".join(pending),
+            consequence,
+        )
 
 
 async def init_orm(database_url: str) -> None:

@@ -26,6 +26,10 @@ class JobQueue(Protocol):
         self, name: str, *args: Any, job_id: str | None = None, defer_seconds: float | None = None
     ) -> str | None: ...
 
+    async def taken(self, job_id: str) -> bool:
+        """Whether a worker took the job and has not finished it (it may have died with it)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -99,6 +103,10 @@ class InProcessQueue:
         while self._tasks:
             await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
 
+    async def taken(self, job_id: str) -> bool:
+        # A job here runs in this process: none can outlive a worker that died.
+        return False
+
     async def close(self) -> None:
         self._closed = True
         # A deferred job that has not started is only a schedule: drop it rather than hold
@@ -137,6 +145,12 @@ class ArqQueue:
         job = await self.pool.enqueue_job(name, *args, _job_id=job_id, _defer_by=defer_seconds)
         return job.job_id if job is not None else None
 
+    async def taken(self, job_id: str) -> bool:
+        from arq.constants import in_progress_key_prefix
+
+        # A worker holds this key while it runs the job, for the longest job timeout.
+        return bool(await self.pool.exists(in_progress_key_prefix + job_id))
+
     async def close(self) -> None:
         await self.pool.aclose()
 
@@ -154,3 +168,11 @@ async def enqueue(
         raise RuntimeError("no job queue in this process")
     name = job if isinstance(job, str) else job.__name__
     return await queue.enqueue(name, *args, job_id=job_id, defer_seconds=defer_seconds)
+
+
+async def taken(job_id: str) -> bool:
+    """Whether a worker took `job_id` and has not finished it."""
+    queue = runtime.current().jobs
+    if queue is None:
+        raise RuntimeError("no job queue in this process")
+    return await queue.taken(job_id)

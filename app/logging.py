@@ -78,10 +78,13 @@ def configure_logging(settings: Settings) -> None:
     # The libraries' own records go out the same way: arq's warnings and job failures (its
     # per-job INFO lines would double every job), and uvicorn's errors (a port in use, a
     # failed start-up), so that a JSON log stays JSON.
-    for name, level in (("arq", logging.WARNING), ("uvicorn.error", logging.WARNING)):
+    for name in ("arq", "uvicorn.error"):
         library = logging.getLogger(name)
         library.handlers[:] = [handler]
-        library.setLevel(max(level, root.level))
+        # Their INFO lines are per job and per connection: shown when debugging only.
+        library.setLevel(
+            root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+        )
         library.propagate = False
     # httpx logs every request URL at INFO; store query-string auth carries secrets there.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -303,6 +303,8 @@ def test_settings_read_an_empty_url_as_unset_and_a_level_in_any_case(tmp_path: P
     assert settings.should_migrate_at_startup  # embedded: migrates at start-up
     assert settings.database_url is None
     assert settings.log_level == "DEBUG"
+    assert Settings(data_dir=tmp_path, log_level="warn").log_level == "WARNING"
+    assert Settings(data_dir=tmp_path, redis_url="Redis://127.0.0.1:6379/0").redis_url
 
 
 def test_a_sqlite_file_in_a_new_directory_is_created(tmp_path: Path):

@@ -554,3 +554,25 @@ async def test_every_log_line_of_a_request_has_its_id_and_the_duration_counts_au
     [access] = [fields for message, _, fields in seen if message == "GET /v1/products 503"]
     assert access["duration_ms"] >= 50
     assert request_id_var.get() is None  # reset once the request is over
+
+
+async def test_a_database_not_up_yet_does_not_stop_the_start(tmp_path, caplog):
+    """Start order is not guaranteed (compose, Kubernetes): the server starts, /readyz says
+    the database is unavailable, and the start-up migration check only warns."""
+    import logging
+
+    from app.main import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings("postgres://postgres@127.0.0.1:1/not_up_yet", tmp_path / "data")
+    application = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="syncauction"):
+        async with LifespanManager(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                response = await c.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"].startswith("error: ")
+    assert "could not check the database's migrations at start-up: ConnectionRefusedError" in [
+        r.getMessage() for r in caplog.records
+    ]

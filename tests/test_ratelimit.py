@@ -311,7 +311,8 @@ async def test_an_unreachable_limiter_store_fails_open(settings, monkeypatch, ca
     # One warning with the cause, not a traceback per request.
     [warning] = [r for r in caplog.records if r.name == gateway.logger.name]
     assert warning.getMessage() == (
-        "rate limiter unavailable; 1 request(s) let through without a check"
+        "rate limiter unavailable; 1 request(s) let through without a check since the last "
+        "such warning"
     )
     assert warning.exc_info is not None
     assert gateway._limiter_warning["since"] == 4

@@ -750,3 +750,33 @@ async def test_an_endpoint_deleted_while_its_attempt_is_on_its_way(
     assert await sender.attempt(delivery_id) is None
     assert not await WebhookDelivery.exists(id=delivery_id)
     assert not await WebhookAttempt.filter(delivery_id=delivery_id).exists()
+
+
+async def test_an_endpoint_deleted_while_events_are_routed(
+    client, tenant: Tenant, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing read the endpoints, then one was deleted before the deliveries were written:
+    the batch is routed again, to the endpoints that remain."""
+    from app.events import service as events
+
+    async def routing_lags() -> None:
+        return None
+
+    monkeypatch.setattr(events, "_fan_out_soon", routing_lags)
+    gone = await endpoint(client, tenant, receiver.url, ["product.created"])
+    kept = await endpoint(client, tenant, receiver.url, ["product.created"])
+    await make_product(tenant, "888888")
+    screen = sender._not_about_themselves
+    deleted: list[str] = []
+
+    async def delete_meanwhile(deliveries: list[Any]) -> list[Any]:
+        if not deleted:
+            await WebhookEndpoint.filter(id=gone["id"]).delete()
+            deleted.append(gone["id"])
+        return await screen(deliveries)
+
+    monkeypatch.setattr(sender, "_not_about_themselves", delete_meanwhile)
+    assert await sender._fan_out(1000) == 1
+    [delivery] = await WebhookDelivery.all()
+    assert delivery.endpoint_id == kept["id"]
+    assert not await Event.filter(fanned_out_at=None).exists()

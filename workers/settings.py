@@ -38,14 +38,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     await rt.bus.start()
     set_bus(rt.bus)
     rt.jobs = ArqQueue(ctx["redis"])
-    pending = await db.pending_migrations()
-    if pending:
-        logger.error(
-            "the database lacks %d migration(s) (%s): run `syncauction migrate`; until then "
-            "jobs fail",
-            len(pending),
-            ", ".join(pending),
-        )
+    await db.report_pending_migrations(logger, "until then jobs fail")
     logger.info("worker started")
 
 

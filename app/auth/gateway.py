@@ -322,7 +322,8 @@ def _limiter_failed() -> None:
     if now - _limiter_warning["at"] < LIMITER_WARNING_EVERY:
         return
     logger.warning(
-        "rate limiter unavailable; %d request(s) let through without a check",
+        "rate limiter unavailable; %d request(s) let through without a check since the last "
+        "such warning",
         _limiter_warning["since"],
         exc_info=True,
     )

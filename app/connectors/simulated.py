@@ -8,14 +8,18 @@ Shopify connectors' recovery of unknown ids)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp
 
 from app.config import Settings
 from app.connectors.auction_house.simulator import create_simulator as auction_house_simulator
+
+logger = logging.getLogger("syncauction.simulators")
 
 AUCTION_HOUSE_TOKEN = "simulated-auction-house"
 AUCTION_HOUSE_URL = "http://auction-house.simulated"
@@ -25,16 +29,28 @@ class RedisGeneration:
     """The simulated catalog's generation in Redis (distributed mode), so that an advance sent
     to one API process reaches the workers' simulators, which serve their syncs."""
 
+    TIMEOUT = 2.0
+
     def __init__(self, redis_url: str, *, seed: int, size: int, featured: bool) -> None:
         self.redis_url = redis_url
         self.key = f"syncauction:simulator:auction-house:{seed}:{size}:{int(featured)}"
 
+    def _redis(self) -> Redis:
+        # One connection per call: a feed is read a page at a time, a few pages a sync.
+        return Redis.from_url(
+            self.redis_url, socket_timeout=self.TIMEOUT, socket_connect_timeout=self.TIMEOUT
+        )
+
     async def current(self) -> int:
-        async with Redis.from_url(self.redis_url) as redis:
-            return int(await redis.get(self.key) or 0)
+        try:
+            async with self._redis() as redis:
+                return int(await redis.get(self.key) or 0)
+        except RedisError:  # serve the generation this process has (a catalog never goes back)
+            logger.warning("simulated auction house: the shared generation is unreadable")
+            return 0
 
     async def advance(self) -> int:
-        async with Redis.from_url(self.redis_url) as redis:
+        async with self._redis() as redis:
             return int(await redis.incr(self.key))
 
 
@@ -53,7 +69,8 @@ class Simulators:
                     size=settings.simulator_catalog_size,
                     featured=featured,
                 )
-                if settings.redis_url
+                # Only development serves the advance route; elsewhere there is nothing to share.
+                if settings.redis_url and settings.is_development
                 else None
             ),
         )

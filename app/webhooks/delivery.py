@@ -44,10 +44,11 @@ JITTER = 0.1  # +-10 % on every delay but the first
 TIMEOUT = 15.0
 EXCERPT_BYTES = 1024
 LEASE = timedelta(seconds=TIMEOUT * 4)  # an attempt in flight is not picked up again before
-# An attempt still unsent this long after it was due lost its job with its worker. arq keeps a
-# dead worker's job locked for the longest job timeout (a sync's 4 hours), and the sweeper's
-# usual id would only find that lock, so such an attempt gets a job under a new id. Duplicates
-# are harmless: an attempt claims its delivery first, and a claimed one is no longer due.
+# An attempt still unsent this long after it was due, whose job a worker took, lost that job
+# with its worker. arq keeps a dead worker's job locked for the longest job timeout (a sync's
+# 4 hours), and the sweeper's usual id would only find that lock, so such an attempt gets a job
+# under a new id. Duplicates are harmless: an attempt claims its delivery first, and a claimed
+# one is no longer due.
 ORPHANED_AFTER = timedelta(minutes=2)
 ATTEMPT_JOB = "deliver_webhook"
 USER_AGENT = "SyncAuction-Webhooks/1"
@@ -184,7 +185,7 @@ class _NewDelivery:
 
 async def _fan_out(batch: int) -> int:
     db = Event._meta.db
-    created = 0
+    created = conflicts = 0
     while True:
         # Only what routing needs: a sync's 100,000 product events are not loaded whole.
         rows = await db.execute_query_dict(sqltext.sql(db, _UNROUTED), [batch])
@@ -223,18 +224,26 @@ async def _fan_out(batch: int) -> int:
         deliveries = await _not_about_themselves(deliveries)
         now = datetime.now(UTC)
         ours: list[str] = []
-        async with atomic() as tx:
-            for start in range(0, len(deliveries), _INSERT_CHUNK):
-                ours += await _insert_deliveries(
-                    tx.connection, deliveries[start : start + _INSERT_CHUNK], now
+        try:
+            async with atomic() as tx:
+                for start in range(0, len(deliveries), _INSERT_CHUNK):
+                    ours += await _insert_deliveries(
+                        tx.connection, deliveries[start : start + _INSERT_CHUNK], now
+                    )
+                ids = [e.id for e in events]
+                await sqltext.execute(
+                    tx.connection,
+                    f"UPDATE events SET fanned_out_at = {{}}"
+                    f" WHERE id IN ({sqltext.params(len(ids))})",
+                    now,
+                    *ids,
                 )
-            ids = [e.id for e in events]
-            await sqltext.execute(
-                tx.connection,
-                f"UPDATE events SET fanned_out_at = {{}} WHERE id IN ({sqltext.params(len(ids))})",
-                now,
-                *ids,
-            )
+        except IntegrityError:
+            # An endpoint was deleted (or an event purged) after they were read: read again.
+            conflicts += 1
+            if conflicts > 3:
+                raise
+            continue
         for delivery_id in ours:
             await enqueue_attempt(delivery_id, 0, now)
         created += len(ours)
@@ -300,8 +309,7 @@ async def enqueue_attempt(
 ) -> None:
     """Queue the attempt of a delivery due at `due` after `attempts` attempts (one job per
     attempt; `orphaned_at`, the sweep's minute, gives an attempt whose job was lost a new one)."""
-    when = int(due.timestamp() * 1000) if due is not None else 0
-    job_id = f"{delivery_id}:{attempts}:{when}"
+    job_id = _attempt_job_id(delivery_id, attempts, due)
     if orphaned_at is not None:
         job_id += f":orphaned:{orphaned_at}"
     try:
@@ -316,6 +324,19 @@ async def enqueue_attempt(
         logger.warning("could not enqueue webhook delivery %s", delivery_id, exc_info=True)
 
 
+def _attempt_job_id(delivery_id: str, attempts: int, due: datetime | None) -> str:
+    when = int(due.timestamp() * 1000) if due is not None else 0
+    return f"{delivery_id}:{attempts}:{when}"
+
+
+async def _taken(job_id: str) -> bool:
+    try:
+        return await jobs.taken(job_id)
+    except Exception:  # the queue is unreachable: the next sweep asks again
+        logger.warning("could not ask the job queue about %s", job_id, exc_info=True)
+        return False
+
+
 async def requeue_due(*, limit: int = 1000) -> int:
     """Sweeper: queue attempts that are due (their job was lost, or a worker died)."""
     now = datetime.now(UTC)
@@ -326,7 +347,11 @@ async def requeue_due(*, limit: int = 1000) -> int:
     )
     minute = int(now.timestamp()) // 60
     for delivery in due:
-        orphaned = delivery.next_attempt_at <= now - ORPHANED_AFTER
+        # Overdue, and its job taken by a worker that has not claimed the delivery: that worker
+        # died. (An overdue job still waiting in a backed-up queue is not queued twice.)
+        orphaned = delivery.next_attempt_at <= now - ORPHANED_AFTER and await _taken(
+            _attempt_job_id(delivery.id, delivery.attempts, delivery.next_attempt_at)
+        )
         await enqueue_attempt(
             delivery.id,
             delivery.attempts,

@@ -117,9 +117,10 @@ async def run_worker(
             try:
                 await asyncio.wait_for(ended.wait(), timeout=10)
             finally:
-                running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
+                # Stop at the loop's next turn, between two polls (cancelling the task could
+                # interrupt a Redis pipeline): a burst worker with no jobs left to start.
+                worker.burst, worker.max_burst_jobs = True, 0
+                await asyncio.wait_for(running, timeout=10)
     finally:
         await worker.close()
     return worker
@@ -360,8 +361,6 @@ async def test_a_delivery_whose_job_died_with_its_worker_is_queued_again(
         usual = f"{delivery.id}:0:{int(delivery.next_attempt_at.timestamp() * 1000)}"
         job_ids.add(usual)
         assert await queue.enqueue(sender.ATTEMPT_JOB, delivery.id, job_id=usual) is None
-        # The dead worker had taken that job: arq's lock on it outlives the worker by hours.
-        await queue.pool.psetex(in_progress_key_prefix + usual, 4 * 3600 * 1000, b"1")
 
         async def attempts_queued() -> list[str]:
             queued = [job.decode() for job in await queue.pool.zrange(queue_name, 0, -1)]
@@ -370,6 +369,11 @@ async def test_a_delivery_whose_job_died_with_its_worker_is_queued_again(
         assert await sender.requeue_due() == 1  # due, but not yet overdue: the usual id
         assert await attempts_queued() == [usual]
         monkeypatch.setattr(sender, "ORPHANED_AFTER", timedelta(0))  # as if minutes passed
+        # Overdue, but its job waits in a backed-up queue: nothing is queued twice.
+        assert await sender.requeue_due() == 1
+        assert await attempts_queued() == [usual]
+        # The dead worker had taken that job: arq's lock on it outlives the worker by hours.
+        await queue.pool.psetex(in_progress_key_prefix + usual, 4 * 3600 * 1000, b"1")
         assert await sender.requeue_due() == 1
         [_, orphaned] = await attempts_queued()
         assert orphaned.startswith(usual + ":orphaned:")

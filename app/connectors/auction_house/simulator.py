@@ -166,7 +166,11 @@ async def advance(request: Request) -> Response:
     if shared is None:
         state.advance()
     else:
-        state.catch_up(await shared.advance())
+        try:
+            generation = await shared.advance()
+        except Exception:
+            return _error(503, "unavailable", "The shared generation cannot be advanced now.")
+        state.catch_up(generation)
     return JSONResponse({"generation": state.generation, "total": len(state.lots)})
 
 
