@@ -82,7 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # disposition, which kills the process (status -15) after a clean shutdown. A graceful stop
     # (systemd, Docker, Kubernetes all send SIGTERM) exits 0, as it does on Ctrl-C.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.run(
+    # The port is taken before the application starts: a port in use is one line, before the
+    # start-up (migrations, the demo, its banner of URLs) rather than after it.
+    listening = _listen(settings.host, settings.port)
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -91,6 +94,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
         proxy_headers=True,
         ws="websockets-sansio",
     )
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((address, port))
+    except OSError as exc:
+        listening.close()
+        raise CliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return listening
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +73,46 @@ def _sqlite_directory(database_url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+# The PostgreSQL advisory lock migrators take ("SYNCMIGR").
+MIGRATION_LOCK = 0x53594E434D494752
+
+
+@contextlib.asynccontextmanager
+async def _one_migrator(database_url: str) -> AsyncIterator[None]:
+    """On PostgreSQL, one migrator at a time: replicas started together with AUTO_MIGRATE, or
+    two `syncauction migrate` runs, wait for each other, and the later ones find nothing left
+    to apply (without it, the second failed creating a table the first had just created). The
+    lock is held by a connection of its own and goes with it."""
+    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+        yield
+        return
+    import asyncpg
+
+    credentials = expand_db_url(database_url)["credentials"]
+    connection = await asyncpg.connect(
+        host=credentials.get("host"),
+        port=credentials.get("port"),
+        user=credentials.get("user"),
+        password=credentials.get("password"),
+        database=credentials.get("database"),
+    )
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        yield
+    finally:
+        await connection.close()
+
+
 async def migrate(database_url: str) -> None:
     """Apply every pending migration, then leave the ORM closed."""
     from tortoise.migrations.api import migrate as run_migrations
 
     _sqlite_directory(database_url)
-    try:
-        await run_migrations(config=tortoise_config(database_url))
-    finally:
-        await close_orm()
+    async with _one_migrator(database_url):
+        try:
+            await run_migrations(config=tortoise_config(database_url))
+        finally:
+            await close_orm()
 
 
 @functools.cache

@@ -307,6 +307,20 @@ def test_settings_read_an_empty_url_as_unset_and_a_level_in_any_case(tmp_path: P
     assert Settings(data_dir=tmp_path, redis_url="Redis://127.0.0.1:6379/0").redis_url
 
 
+def test_serve_on_a_port_in_use_fails_before_starting_anything(tmp_path: Path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = fails(tmp_path, "serve", "--port", str(port))
+    assert message.strip().endswith(f"cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "SyncAuction is running" not in message
+    assert not (tmp_path / "demo-keys.json").exists()  # no demo created, no banner printed
+    assert not (tmp_path / "syncauction.sqlite3").exists()  # nor the database migrated
+
+
 def test_a_sqlite_file_in_a_new_directory_is_created(tmp_path: Path):
     database = tmp_path / "not" / "yet" / "there.sqlite3"
     env = cli_env(tmp_path, SYNCAUCTION_DATABASE_URL=f"sqlite://{database}")

@@ -245,3 +245,43 @@ async def test_migrating_twice_is_a_noop(empty_database_url):
     assert again == applied
     assert kept.name == "Coin Shop"
     assert await _introspect(empty_database_url) == (columns_before, uniques_before)
+
+
+@requires_postgres
+async def test_migrators_started_together_wait_for_each_other(
+    empty_database_url: str, tmp_path: Path
+):
+    """Several replicas starting with AUTO_MIGRATE (or two `migrate` runs) on a new database:
+    each succeeds, and every migration is applied once."""
+    import asyncio
+    import os
+    import sys
+
+    if not empty_database_url.startswith("postgres"):
+        pytest.skip("SQLite serialises writers itself")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCAUCTION_")}
+    env.update(SYNCAUCTION_DATABASE_URL=empty_database_url, SYNCAUCTION_DATA_DIR=str(tmp_path))
+    command = str(Path(sys.executable).parent / "syncauction")
+    runs = [
+        await asyncio.create_subprocess_exec(
+            command,
+            "migrate",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(run.communicate() for run in runs)), 120)
+    assert [
+        (run.returncode, err.decode()) for run, (_, err) in zip(runs, outputs, strict=True)
+    ] == [(0, "")] * 3
+
+    await db.init_orm(empty_database_url)
+    try:
+        rows = await Account._meta.db.execute_query_dict(
+            f'SELECT name FROM "{MIGRATIONS_TABLE}" ORDER BY id'
+        )
+    finally:
+        await db.close_orm()
+    assert [row["name"] for row in rows] == db.known_migrations()
