@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -94,7 +95,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         proxy_headers=True,
         ws="websockets-sansio",
     )
-    uvicorn.Server(config).run(sockets=[listening])
+    # Ctrl-C: uvicorn stops gracefully, then raises the signal again; that is an exit 0.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[listening])
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -90,22 +90,28 @@ async def test_readyz_names_migrations_the_database_lacks(client, monkeypatch):
     }
 
 
+async def _readyz_of_a_new_app(settings: Settings) -> httpx.Response:
+    """Start an application on `settings` and ask it /readyz."""
+    from app.main import create_app
+
+    application = create_app(settings)
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/readyz")
+
+
 async def test_an_unmigrated_database_is_not_ready_and_says_why(tmp_path, caplog):
     """Production does not migrate at start-up: a release started before `syncauction migrate`
     says so at start-up and on /readyz, instead of looking ready and failing every request."""
     import logging
 
     from app import db
-    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings(f"sqlite://{tmp_path / 'empty.sqlite3'}", tmp_path / "data")
-    application = create_app(settings)
     with caplog.at_level(logging.ERROR, logger="syncauction"):
-        async with LifespanManager(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                response = await c.get("/readyz")
+        response = await _readyz_of_a_new_app(settings)
     assert response.status_code == 503
     every = ", ".join(db.known_migrations())
     assert response.json()["checks"] == {
@@ -561,16 +567,11 @@ async def test_a_database_not_up_yet_does_not_stop_the_start(tmp_path, caplog):
     the database is unavailable, and the start-up migration check only warns."""
     import logging
 
-    from app.main import create_app
     from tests.conftest import make_settings
 
     settings = make_settings("postgres://postgres@127.0.0.1:1/not_up_yet", tmp_path / "data")
-    application = create_app(settings)
     with caplog.at_level(logging.WARNING, logger="syncauction"):
-        async with LifespanManager(application):
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-                response = await c.get("/readyz")
+        response = await _readyz_of_a_new_app(settings)
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("error: ")
     assert "could not check the database's migrations at start-up: ConnectionRefusedError" in [

@@ -167,23 +167,10 @@ class ApiGateway:
                     code="payload_too_large",
                 )
 
-        if error is not None:
-            if www_authenticate:
-                extra_headers.append((b"www-authenticate", www_authenticate.encode()))
-            # An early check (a read with a declared body over the limit) still lands: its
-            # answer decides between this error and a 429, as a waiting check would have.
-            await self._with_request_id(
-                scope,
-                receive,
-                send,
-                request_id,
-                started,
-                extra_headers,
-                error=error,
-                graphql=is_graphql,
-                early=early,
-            )
-            return
+        if error is not None and www_authenticate:
+            extra_headers.append((b"www-authenticate", www_authenticate.encode()))
+        # With an error, an early check (a read with a declared body over the limit) still
+        # lands: its answer decides between the error and a 429, as a waiting check would have.
         await self._with_request_id(
             scope,
             receive,
@@ -191,6 +178,7 @@ class ApiGateway:
             request_id,
             started,
             extra_headers,
+            error=error,
             graphql=is_graphql,
             early=early,
         )
