@@ -5,6 +5,7 @@ the migrations themselves (on SQLite, and on a fresh PostgreSQL database where o
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -26,16 +27,9 @@ from tests.conftest import TEST_DATABASE_URL, _asyncpg_dsn, _replace_database, r
 MIGRATIONS_TABLE = "tortoise_migrations"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=requires_postgres)])
-async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A database with no tables at all: a new SQLite file, or a new PostgreSQL database
-    (dropped afterwards)."""
-    if request.param == "sqlite":
-        path = tmp_path / "empty.sqlite3"
-        assert not path.exists()
-        yield f"sqlite://{path}"
-        return
-
+@contextlib.asynccontextmanager
+async def _new_postgres_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
     import asyncpg
 
     name = f"syncauction_migrate_{uuid.uuid4().hex[:10]}"
@@ -53,6 +47,19 @@ async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> 
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=requires_postgres)])
+async def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with no tables at all: a new SQLite file, or a new PostgreSQL database
+    (dropped afterwards)."""
+    if request.param == "sqlite":
+        path = tmp_path / "empty.sqlite3"
+        assert not path.exists()
+        yield f"sqlite://{path}"
+        return
+    async with _new_postgres_database() as url:
+        yield url
 
 
 async def _model_classes(url: str) -> dict[str, Any]:
@@ -247,20 +254,25 @@ async def test_migrating_twice_is_a_noop(empty_database_url):
     assert await _introspect(empty_database_url) == (columns_before, uniques_before)
 
 
+@pytest.fixture
+async def empty_postgres_url() -> AsyncIterator[str]:
+    async with _new_postgres_database() as url:
+        yield url
+
+
 @requires_postgres
 async def test_migrators_started_together_wait_for_each_other(
-    empty_database_url: str, tmp_path: Path
+    empty_postgres_url: str, tmp_path: Path
 ):
-    """Several replicas starting with AUTO_MIGRATE (or two `migrate` runs) on a new database:
-    each succeeds, and every migration is applied once."""
+    """Several replicas starting with AUTO_MIGRATE (or two `migrate` runs) on a new PostgreSQL
+    database: each succeeds, and every migration is applied once. (SQLite serialises writers
+    itself.)"""
     import asyncio
     import os
     import sys
 
-    if not empty_database_url.startswith("postgres"):
-        pytest.skip("SQLite serialises writers itself")
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCAUCTION_")}
-    env.update(SYNCAUCTION_DATABASE_URL=empty_database_url, SYNCAUCTION_DATA_DIR=str(tmp_path))
+    env.update(SYNCAUCTION_DATABASE_URL=empty_postgres_url, SYNCAUCTION_DATA_DIR=str(tmp_path))
     command = str(Path(sys.executable).parent / "syncauction")
     runs = [
         await asyncio.create_subprocess_exec(
@@ -277,7 +289,7 @@ async def test_migrators_started_together_wait_for_each_other(
         (run.returncode, err.decode()) for run, (_, err) in zip(runs, outputs, strict=True)
     ] == [(0, "")] * 3
 
-    await db.init_orm(empty_database_url)
+    await db.init_orm(empty_postgres_url)
     try:
         rows = await Account._meta.db.execute_query_dict(
             f'SELECT name FROM "{MIGRATIONS_TABLE}" ORDER BY id'
