@@ -47,8 +47,6 @@ def _settings() -> Settings:
 
 async def _with_db(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
     runtime.install(settings)
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.should_migrate_at_startup:
         await db.migrate(settings.resolved_database_url)
     await db.init_orm(settings.resolved_database_url)
@@ -153,8 +151,6 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     settings = _settings()
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(db.migrate(settings.resolved_database_url))
     _emit(args, "migrations applied", {"migrated": True})
 

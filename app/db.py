@@ -40,9 +40,12 @@ async def _keep_session(connection: Any) -> None:
     (`pg_advisory_xact_lock`, `SET LOCAL`) or restore this reset."""
 
 
+POSTGRES_SCHEMES = ("postgres://", "postgresql://", "asyncpg://")
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     connection: str | dict[str, Any] = database_url
-    if database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+    if database_url.startswith(POSTGRES_SCHEMES):
         connection = expand_db_url(database_url)
         connection["credentials"]["reset"] = _keep_session
     return {
@@ -64,8 +67,9 @@ TORTOISE_ORM = tortoise_config("sqlite://:memory:")
 
 
 def _sqlite_directory(database_url: str) -> None:
-    """Create a SQLite file's directory: a file that cannot be opened leaves Tortoise's
-    connection lock taken, and the next query waits on it for ever."""
+    """Create a SQLite file's directory (the data directory, for the default database): a file
+    that cannot be opened leaves Tortoise's connection lock taken, and the next query waits on
+    it for ever."""
     if not database_url.startswith("sqlite://"):
         return
     path = database_url.removeprefix("sqlite://").partition("?")[0]
@@ -83,7 +87,7 @@ async def _one_migrator(database_url: str) -> AsyncIterator[None]:
     two `syncauction migrate` runs, wait for each other, and the later ones find nothing left
     to apply (without it, the second failed creating a table the first had just created). The
     lock is held by a connection of its own and goes with it."""
-    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
+    if not database_url.startswith(POSTGRES_SCHEMES):
         yield
         return
     import asyncpg

@@ -218,8 +218,6 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         configure_logging(settings)
         rt = runtime.install(settings)
-        if not settings.database_url:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
         if settings.should_migrate_at_startup:
             await db.migrate(settings.resolved_database_url)
         await db.init_orm(settings.resolved_database_url)
