@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-key-change-me"
-DATABASE_SCHEMES = ("sqlite://", "postgres://", "postgresql://", "asyncpg://")
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+URL_SCHEMES = {
+    "database_url": ("sqlite://", "postgres://", "postgresql://", "asyncpg://"),
+    "redis_url": ("redis://", "rediss://", "unix://"),
+}
 
 
 class Settings(BaseSettings):
@@ -77,24 +79,15 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    # The messages never repeat the URL: it may hold a password.
-    @field_validator("database_url")
+    @field_validator("database_url", "redis_url")
     @classmethod
-    def _database_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(DATABASE_SCHEMES):
+    def _known_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        schemes = URL_SCHEMES[info.field_name]
+        if value is not None and not value.lower().startswith(schemes):
+            # The message never repeats the URL: it may hold a password.
+            listed = ", ".join(schemes[:-1]) + " or " + schemes[-1]
             raise ValueError(
-                "must start with sqlite://, postgres://, postgresql:// or asyncpg:// (the URL "
-                "is not shown: it may hold a password)"
-            )
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.lower().startswith(REDIS_SCHEMES):
-            raise ValueError(
-                "must start with redis://, rediss:// or unix:// (the URL is not shown: it may "
-                "hold a password)"
+                f"must start with {listed} (the URL is not shown: it may hold a password)"
             )
         return value
 
