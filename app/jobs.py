@@ -163,16 +163,17 @@ async def enqueue(
 ) -> str | None:
     """Queue `job` (a registered function or its name). Returns the job id, or None when a job
     with the same `job_id` is already queued or running."""
-    queue = runtime.current().jobs
-    if queue is None:
-        raise RuntimeError("no job queue in this process")
     name = job if isinstance(job, str) else job.__name__
-    return await queue.enqueue(name, *args, job_id=job_id, defer_seconds=defer_seconds)
+    return await _queue().enqueue(name, *args, job_id=job_id, defer_seconds=defer_seconds)
 
 
 async def taken(job_id: str) -> bool:
     """Whether a worker took `job_id` and has not finished it."""
+    return await _queue().taken(job_id)
+
+
+def _queue() -> JobQueue:
     queue = runtime.current().jobs
     if queue is None:
         raise RuntimeError("no job queue in this process")
-    return await queue.taken(job_id)
+    return queue
